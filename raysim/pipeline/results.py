@@ -1,0 +1,61 @@
+"""The result-row contract (DESIGN.md, "Results"): one row per respondent × question.
+
+Pure pyarrow: the Ray pipeline, local jobs and the scorer all read and write it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+RESULT_SCHEMA = pa.schema([
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("method", pa.string(), nullable=False),
+    pa.field("config_hash", pa.string(), nullable=False),
+    pa.field("respondent_id", pa.int64(), nullable=False),
+    pa.field("country", pa.string(), nullable=False),
+    pa.field("weight", pa.float64(), nullable=False),
+    pa.field("qid", pa.string(), nullable=False),
+    pa.field("option_codes", pa.list_(pa.int32()), nullable=False),
+    pa.field("probs", pa.list_(pa.float32())),
+    pa.field("sampled_code", pa.int32()),
+    pa.field("raw_text", pa.string()),
+    pa.field("valid", pa.bool_(), nullable=False),
+])
+RESULT_COLUMNS = tuple(RESULT_SCHEMA.names)
+
+
+class ResultsError(ValueError):
+    """Result rows that do not follow the contract."""
+
+
+def results_table(df: pd.DataFrame) -> pa.Table:
+    missing = [c for c in RESULT_COLUMNS if c not in df.columns]
+    if missing:
+        raise ResultsError(f"result rows lack column(s) {missing}")
+    return pa.Table.from_pandas(df[list(RESULT_COLUMNS)], schema=RESULT_SCHEMA, preserve_index=False)
+
+
+def write_results_shard(df: pd.DataFrame, results_dir: str | Path, name: str) -> Path:
+    """Write one shard atomically: readers never see a partial ``name.parquet``."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    final = results_dir / f"{name}.parquet"
+    tmp = results_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    pq.write_table(results_table(df), tmp)
+    os.replace(tmp, final)
+    return final
+
+
+def read_results(results_dir: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    results_dir = Path(results_dir)
+    files = sorted(str(p) for p in results_dir.glob("*.parquet"))
+    if not files:
+        raise ResultsError(f"{results_dir}: no result shards")
+    return pads.dataset(files, format="parquet", schema=RESULT_SCHEMA).to_table(columns=columns).to_pandas()

@@ -1,0 +1,60 @@
+"""A run directory: the resolved config, result shards, and (later) scores.
+
+    RUN_DIR/config.yaml      resolved configuration (its hash stamps every result row)
+    RUN_DIR/results/*.parquet result rows, one atomic shard per unit of work
+    RUN_DIR/scores.{csv,parquet,md}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_FILE = "config.yaml"
+RESULTS_DIR = "results"
+
+
+class RunDirError(ValueError):
+    """A run directory that is missing, foreign, or holds another configuration."""
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Stable short hash of a resolved configuration (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def init_run_dir(run_dir: str | Path, config: dict[str, Any]) -> str:
+    """Create (or reopen) a run directory for ``config``; returns its hash. Reopening a
+    directory made for a different configuration is an error, so results never mix."""
+    run_dir = Path(run_dir)
+    h = config_hash(config)
+    cfg_path = run_dir / CONFIG_FILE
+    if cfg_path.exists():
+        existing = load_run_config(run_dir)
+        if config_hash(existing) != h:
+            raise RunDirError(f"{run_dir} holds a run of another configuration "
+                              f"({config_hash(existing)} != {h}); choose another directory")
+        return h
+    (run_dir / RESULTS_DIR).mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f".{CONFIG_FILE}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(yaml.safe_dump(config, sort_keys=True))
+    os.replace(tmp, cfg_path)
+    return h
+
+
+def load_run_config(run_dir: str | Path) -> dict[str, Any]:
+    cfg_path = Path(run_dir) / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise RunDirError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
+    return yaml.safe_load(cfg_path.read_text())
+
+
+def results_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / RESULTS_DIR

@@ -1,0 +1,180 @@
+"""The canonical population: one row per respondent, as (sharded) Parquet.
+
+Columns: ``respondent_id`` (int64, WVS ``D_INTERVIEW``), ``country`` (ISO alpha-3,
+``B_COUNTRY_ALPHA``), ``weight`` (float64, ``W_WEIGHT`` or 1.0), then one nullable int32
+column per codebook item (null where a missing code was given). The schema metadata
+names the codebook (``raysim.codebook``) so readers know which items the columns hold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from .codebook import Codebook, load_codebook
+
+ID, COUNTRY, WEIGHT = "respondent_id", "country", "weight"
+BASE_COLUMNS = (ID, COUNTRY, WEIGHT)
+META_CODEBOOK = b"raysim.codebook"
+
+
+class PopulationError(ValueError):
+    """A population file or directory that does not follow the canonical contract."""
+
+
+def schema(codebook: Codebook) -> pa.Schema:
+    fields = [pa.field(ID, pa.int64(), nullable=False), pa.field(COUNTRY, pa.string(), nullable=False),
+              pa.field(WEIGHT, pa.float64(), nullable=False)]
+    fields += [pa.field(q, pa.int32()) for q in codebook.items]
+    return pa.schema(fields, metadata={META_CODEBOOK: codebook.name.encode()})
+
+
+def to_table(df: pd.DataFrame, codebook: Codebook) -> pa.Table:
+    """A canonical table from a frame holding the base columns and any subset of items
+    (absent items become all-null columns)."""
+    missing = [c for c in BASE_COLUMNS if c not in df.columns]
+    if missing:
+        raise PopulationError(f"population frame lacks column(s) {missing}")
+    sch = schema(codebook)
+    n = len(df)
+    arrays = []
+    for f in sch:
+        if f.name in df.columns:
+            arrays.append(pa.array(df[f.name], type=f.type, from_pandas=True))
+        else:
+            arrays.append(pa.nulls(n, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=sch)
+
+
+@dataclass
+class ShardWriter:
+    """Writes a population as ``part-NNNNN.parquet`` shards into ``out`` atomically:
+    shards go to a hidden temporary directory that replaces ``out`` on ``commit``."""
+
+    out: Path
+    codebook: Codebook
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.out.exists() and not self.overwrite:
+            raise PopulationError(f"{self.out} exists; pass overwrite to replace it")
+        self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self.tmp.mkdir(parents=True)
+        self.n_shards = 0
+        self.n_rows = 0
+
+    def write(self, df: pd.DataFrame) -> None:
+        table = to_table(df, self.codebook)
+        pq.write_table(table, self.tmp / f"part-{self.n_shards:05d}.parquet")
+        self.n_shards += 1
+        self.n_rows += table.num_rows
+
+    def commit(self) -> Path:
+        if self.out.exists():
+            old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.out, old)
+            os.replace(self.tmp, self.out)
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        else:
+            os.replace(self.tmp, self.out)
+        return self.out
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_population(frames: pd.DataFrame | Iterable[pd.DataFrame], out: str | Path,
+                     codebook: Codebook, overwrite: bool = False) -> Path:
+    """Write one frame or a stream of frames (one shard each). ``out`` ending in
+    ``.parquet`` gives a single file, anything else a shard directory."""
+    out = Path(out)
+    if isinstance(frames, pd.DataFrame):
+        frames = [frames]
+    if out.suffix == ".parquet":
+        if out.exists() and not overwrite:
+            raise PopulationError(f"{out} exists; pass overwrite to replace it")
+        table = pa.concat_tables([to_table(f, codebook) for f in frames])
+        tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp)
+        os.replace(tmp, out)
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with ShardWriter(out, codebook, overwrite=overwrite) as w:
+        for f in frames:
+            w.write(f)
+    return out
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.parquet") if not any(s.startswith(".") for s in p.relative_to(path).parts))
+        if files:
+            return files
+    raise PopulationError(f"{path}: no population Parquet file(s) found")
+
+
+def codebook_of(path: str | Path) -> Codebook:
+    """The codebook named in a population's Parquet metadata."""
+    files = _files(Path(path))
+    try:
+        meta = pq.read_schema(files[0]).metadata or {}
+    except pa.ArrowInvalid as e:
+        raise PopulationError(f"{files[0]}: not a Parquet file ({e})") from None
+    if META_CODEBOOK not in meta:
+        raise PopulationError(f"{files[0]}: not a raysim population (no {META_CODEBOOK.decode()} metadata)")
+    return load_codebook(meta[META_CODEBOOK].decode())
+
+
+def dataset(path: str | Path) -> pads.Dataset:
+    return pads.dataset([str(f) for f in _files(Path(path))], format="parquet")
+
+
+def read_population(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a population (file or shard directory) into pandas, nullable ints kept."""
+    ds = dataset(path)
+    if columns is not None:
+        absent = [c for c in columns if c not in ds.schema.names]
+        if absent:
+            raise PopulationError(f"{path}: population has no column(s) {absent}")
+    return ds.to_table(columns=columns).to_pandas(types_mapper=_nullable)
+
+
+def iter_batches(path: str | Path, batch_size: int = 65536, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    for batch in dataset(path).to_batches(columns=columns, batch_size=batch_size):
+        yield batch.to_pandas(types_mapper=_nullable)
+
+
+def _nullable(t: pa.DataType):
+    if pa.types.is_integer(t):
+        return pd.Int64Dtype() if t == pa.int64() else pd.Int32Dtype()
+    return None
+
+
+def write_json_atomic(obj: object, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)

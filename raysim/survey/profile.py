@@ -1,0 +1,185 @@
+"""Profile text: the PSII "PE" prompt-level profile of one respondent, in the second
+person, one sentence per demographic item present in the row.
+
+Phrases are data (``data/profile_<language>.yaml``) keyed by item id, so codebooks and
+languages change without code changes. A code the codebook or the templates do not know
+raises ``ValueError`` naming the item and code; a missing value (null or a WVS missing
+code) only drops its sentence.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from numbers import Integral, Real
+from typing import Any, Mapping
+
+import pandas as pd
+import yaml
+
+from .codebook import MISSING_CODES, Codebook
+from .countries import country_name
+from .population import COUNTRY
+
+OTHER = "other"
+"""The number form used for values without an exact-value phrase."""
+
+_FIELDS = {"codes": {"country"}, "number": {"value", "country"}, "label": {"label", "country"}}
+
+
+class ProfileTemplateError(ValueError):
+    """A profile template file that is not well formed."""
+
+
+@dataclass(frozen=True)
+class ItemTemplate:
+    """One item's sentence: exactly one of ``codes`` (a phrase per code), ``number``
+    (exact-value phrases plus ``"other"``, a template on ``{value}``) or ``label`` (a
+    template on ``{label}`` for country-specific codes)."""
+
+    qid: str
+    codes: Mapping[int, str] | None = None
+    number: Mapping[int | str, str] | None = None
+    label: str | None = None
+
+    def render(self, code: int, country: str, labels: Mapping[int, str] | None) -> str | None:
+        """The sentence for ``code``; None where a coded item has no label for it."""
+        if self.codes is not None:
+            if code not in self.codes:
+                raise ValueError(f"item {self.qid}: code {code} has no profile phrase "
+                                 f"(known codes {sorted(self.codes)})")
+            return self.codes[code].format(country=country)
+        if self.number is not None:
+            return self.number.get(code, self.number[OTHER]).format(value=code, country=country)
+        if labels is None or code not in labels:
+            return None
+        return self.label.format(label=labels[code], country=country)
+
+
+@dataclass(frozen=True)
+class ProfileTemplates:
+    language: str
+    country: str
+    country_fallback: str
+    order: tuple[str, ...]
+    """Sentence order: item ids and ``country`` (the population's country column)."""
+    items: Mapping[str, ItemTemplate]
+
+
+def _check_phrase(text: Any, allowed: set[str], where: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise ProfileTemplateError(f"{where}: expected a non-empty string, got {text!r}")
+    used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+    if not used <= allowed:
+        raise ProfileTemplateError(f"{where}: unknown placeholder(s) {sorted(used - allowed)} "
+                                   f"(allowed {sorted(allowed)})")
+    if not text.endswith("."):
+        raise ProfileTemplateError(f"{where}: a sentence must end with a period: {text!r}")
+    return text
+
+
+def _item_template(qid: str, raw: Any, where: str) -> ItemTemplate:
+    forms = [k for k in _FIELDS if isinstance(raw, dict) and k in raw]
+    if len(forms) != 1 or len(raw) != 1:
+        raise ProfileTemplateError(f"{where}: expected exactly one of {sorted(_FIELDS)}, got {raw!r}")
+    form = forms[0]
+    body, allowed = raw[form], _FIELDS[form]
+    if form == "label":
+        return ItemTemplate(qid, label=_check_phrase(body, allowed, f"{where}.label"))
+    if not isinstance(body, dict) or not body:
+        raise ProfileTemplateError(f"{where}.{form}: expected a mapping of phrases")
+    keys_ok = all((isinstance(k, int) and not isinstance(k, bool)) or (form == "number" and k == OTHER)
+                  for k in body)
+    if not keys_ok:
+        raise ProfileTemplateError(f"{where}.{form}: keys must be integer codes"
+                                   + (f" or {OTHER!r}" if form == "number" else "") + f", got {list(body)}")
+    phrases = {k: _check_phrase(v, allowed, f"{where}.{form}.{k}") for k, v in body.items()}
+    if form == "number":
+        if OTHER not in phrases:
+            raise ProfileTemplateError(f"{where}.number: needs an {OTHER!r} template")
+        return ItemTemplate(qid, number=phrases)
+    return ItemTemplate(qid, codes=phrases)
+
+
+def parse_templates(data: Any, name: str) -> ProfileTemplates:
+    """Validate a profile template document and build the templates."""
+    if not isinstance(data, dict) or not isinstance(data.get("items"), dict):
+        raise ProfileTemplateError(f"profile templates {name!r}: no 'items' mapping")
+    items = {qid: _item_template(qid, raw, f"profile templates {name!r} item {qid}")
+             for qid, raw in data["items"].items()}
+    order = tuple(data.get("order") or ())
+    expected = {*items, COUNTRY}
+    if len(set(order)) != len(order) or set(order) != expected:
+        raise ProfileTemplateError(
+            f"profile templates {name!r}: 'order' must list each item and {COUNTRY!r} once; "
+            f"missing {sorted(expected - set(order))}, unknown {sorted(set(order) - expected)}")
+    fallback = data.get("country_fallback")
+    if not isinstance(fallback, str) or not fallback:
+        raise ProfileTemplateError(f"profile templates {name!r}: no 'country_fallback'")
+    return ProfileTemplates(
+        language=data.get("language", name),
+        country=_check_phrase(data.get("country"), {"country"}, f"profile templates {name!r} country"),
+        country_fallback=fallback, order=order, items=items)
+
+
+def languages() -> list[str]:
+    """Languages with a shipped template file."""
+    data = resources.files("raysim.survey") / "data"
+    return sorted(p.name[len("profile_"):-len(".yaml")] for p in data.iterdir()
+                  if p.name.startswith("profile_") and p.name.endswith(".yaml"))
+
+
+@lru_cache(maxsize=None)
+def load_templates(language: str = "en") -> ProfileTemplates:
+    """The shipped profile templates for ``language``."""
+    if language not in languages():
+        raise ValueError(f"no profile templates for language {language!r}; available: {languages()}")
+    path = resources.files("raysim.survey") / "data" / f"profile_{language}.yaml"
+    return parse_templates(yaml.safe_load(path.read_text(encoding="utf-8")), language)
+
+
+def _is_null(value: object) -> bool:
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+def _code(value: object, qid: str) -> int | None:
+    """The integer code in a row cell; None for null or a WVS missing code."""
+    if _is_null(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real) or (
+            not isinstance(value, Integral) and not float(value).is_integer()):
+        raise ValueError(f"item {qid}: value {value!r} is not an integer code")
+    code = int(value)
+    return None if code in MISSING_CODES else code
+
+
+def render_profile(row: Mapping[str, object], codebook: Codebook, *,
+                   value_labels: Mapping[str, Mapping[int, str]] | None = None,
+                   language: str = "en") -> str:
+    """One respondent's profile: a sentence per templated item of ``codebook`` that is
+    non-null in ``row`` (plus where they live, from ``row["country"]``), in the
+    templates' order. Coded items (ethnicity, language) need ``value_labels``
+    ({qid: {code: label}}) and are left out without a label for their code."""
+    templates = load_templates(language)
+    alpha3 = row.get(COUNTRY)
+    has_country = not _is_null(alpha3)
+    country = country_name(str(alpha3)) if has_country else templates.country_fallback
+    sentences = []
+    for key in templates.order:
+        if key == COUNTRY:
+            if has_country:
+                sentences.append(templates.country.format(country=country))
+            continue
+        if key not in codebook:
+            continue
+        code = _code(row.get(key), key)
+        if code is None:
+            continue
+        if not codebook[key].valid_code(code):
+            raise ValueError(f"item {key}: code {code} is not a valid answer in codebook {codebook.name!r}")
+        text = templates.items[key].render(code, country, (value_labels or {}).get(key))
+        if text is not None:
+            sentences.append(text)
+    return " ".join(sentences)
