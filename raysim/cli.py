@@ -60,10 +60,10 @@ def _data_synth(a: argparse.Namespace) -> int:
 
 
 def _data_import(a: argparse.Namespace) -> int:
-    from .survey.official import import_wvs7
+    from .survey.loaders import import_wvs7
 
     report = import_wvs7(a.file, a.out, overwrite=a.overwrite, strict=a.strict)
-    print(report.format())
+    print("\n".join(report.lines()))
     return 0
 
 
@@ -77,7 +77,7 @@ def _data_cardata(a: argparse.Namespace) -> int:
 def _data_describe(a: argparse.Namespace) -> int:
     from .survey.describe import describe_population
 
-    print(describe_population(a.path).format(top=a.top))
+    print(describe_population(a.path).format(worst=a.top))
     return 0
 
 

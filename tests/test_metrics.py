@@ -71,6 +71,15 @@ def test_identity_and_symmetry(dists):
     assert not np.allclose(D.kl(p, q), D.kl(q, p))  # KL is not symmetric
 
 
+def test_js_of_equal_and_near_equal_inputs_is_zero_not_nan():
+    # float32 probabilities from a model differ from p in the last bits; rounding must not
+    # turn a zero divergence into NaN (scipy's jensenshannon does: sqrt of a negative).
+    p = np.random.default_rng(0).dirichlet(np.ones(4), size=2000)
+    q = p.astype(np.float32).astype(np.float64)
+    out = D.js(p, q)
+    assert np.all(np.isfinite(out)) and np.allclose(out, 0, atol=1e-12)
+
+
 def test_extremes():
     assert D.js([1, 0], [0, 1]) == pytest.approx(1.0, abs=1e-4)
     assert D.w1([1, 0, 0, 0], [0, 0, 0, 1]) == pytest.approx(1.0)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 import ot
 import torch
-from scipy.spatial.distance import jensenshannon
 from scipy.special import rel_entr
 from scipy.stats import entropy
 
@@ -47,9 +46,13 @@ def kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def js(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Jensen–Shannon divergence in bits (scipy gives the distance, its square root)."""
-    p, q = _prepare(p, q)
-    return jensenshannon(smooth(p), smooth(q), base=2, axis=-1) ** 2
+    """Jensen–Shannon divergence in bits, ½KL(p‖m) + ½KL(q‖m) with m the midpoint.
+
+    Computed from its definition: scipy's ``jensenshannon`` returns the distance (a square
+    root) and gives NaN where rounding makes the divergence of near-equal inputs negative."""
+    p, q = smooth(p), smooth(q)
+    m = (p + q) / 2
+    return np.maximum(0.5 * (rel_entr(p, m).sum(axis=-1) + rel_entr(q, m).sum(axis=-1)) / np.log(2), 0.0)
 
 
 def _positions(k: int) -> np.ndarray:

@@ -1,0 +1,84 @@
+"""The `raysim` command-line contract (issue 2) end to end, in-process."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from raysim.cli import main
+from raysim.survey.codebook import load_codebook
+from raysim.survey.official_layout import to_official_frame, write_official
+from raysim.survey.population import read_population
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_codebook_show_and_list(capsys):
+    code, out, _ = run(capsys, "codebook", "show", "Q57")
+    assert code == 0 and "Q57" in out and "Most people can be trusted" in out
+    code, out, _ = run(capsys, "codebook", "list", "--json")
+    items = json.loads(out)
+    assert {f"Q{n}" for n in range(1, 291)} <= {i["id"] for i in items}
+    q56 = next(i for i in items if i["id"] == "Q56")
+    assert list(q56["options"]) == ["1", "2", "3"] and q56["scale"] == [1, 3, 2]
+    assert {"id", "text", "options", "kind", "section", "category"} <= set(q56)
+
+
+def test_unknown_question_is_a_one_line_error(capsys):
+    code, out, err = run(capsys, "codebook", "show", "Q999")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "unknown question id 'Q999'" in err
+
+
+def test_synth_describe_profiles(tmp_path, capsys):
+    pop = tmp_path / "pop"
+    assert run(capsys, "data", "synth", "--n", "300", "--seed", "3", "-o", str(pop))[0] == 0
+    code, out, _ = run(capsys, "data", "describe", str(pop))
+    assert code == 0 and "respondents: 300" in out
+    n_countries = read_population(pop, columns=["country"])["country"].nunique()
+    assert f"countries: {n_countries}" in out.splitlines()
+    code, out, _ = run(capsys, "data", "profiles", str(pop), "--n", "2")
+    assert code == 0 and out.count("You are") >= 2
+    # an existing population is not replaced without --overwrite
+    code, _, err = run(capsys, "data", "synth", "--n", "10", "-o", str(pop))
+    assert code == 2 and "exists" in err
+    assert len(read_population(pop)) == 300
+
+
+def test_import_official_csv_and_reject_foreign_file(tmp_path, capsys):
+    cb = load_codebook("wvs7")
+    pop = tmp_path / "pop"
+    main(["data", "synth", "--n", "120", "--seed", "1", "-o", str(pop)])
+    capsys.readouterr()
+    original = read_population(pop)
+    csv = write_official(to_official_frame(original, cb), tmp_path / "WVS_Cross-National_Wave_7_csv.csv")
+    code, out, _ = run(capsys, "data", "import", str(csv), "-o", str(tmp_path / "imported"))
+    assert code == 0 and "imported 120 respondents" in out
+    pd.testing.assert_frame_equal(read_population(tmp_path / "imported"), original)
+
+    foreign = tmp_path / "iris.csv"
+    foreign.write_text("sepal_length,sepal_width,species\n5.1,3.5,setosa\n")
+    code, _, err = run(capsys, "data", "import", str(foreign), "-o", str(tmp_path / "x"))
+    assert code == 2 and err.count("\n") == 1 and "D_INTERVIEW" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_demo_writes_scored_runs(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert run(capsys, "demo", "-o", str(out), "--n", "200", "--boot", "5")[0] == 0
+    for run_dir in (out / "synthetic-200-uniform", out / "cardata-uniform"):
+        scores = pd.read_csv(run_dir / "scores.csv")
+        assert {"country", "category", "metric", "value", "floor"} <= set(scores.columns)
+        assert (scores["method"] == "uniform (trivial baseline)").all()
+        kl = scores[(scores.metric == "kl") & (scores.category == "Overall")]
+        assert (kl["value"] > 0).all() and "ALL" in set(kl["country"])
+    cardata = pd.read_csv(out / "cardata-uniform" / "scores.csv")
+    assert set(cardata["country"]) == {"AUS", "NOR", "SWE", "USA", "ALL"}
+    # rescoring a run directory reproduces its scores (seeded bootstrap)
+    before = pd.read_csv(out / "cardata-uniform" / "scores.csv")
+    assert run(capsys, "score", str(out / "cardata-uniform"), "--boot", "5")[0] == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "cardata-uniform" / "scores.csv"), before)
