@@ -1,0 +1,265 @@
+"""The transformers backend: token-level scoring, generation and hidden means with prefix sharing.
+
+Scoring layout (one respondent = one group): the prefix runs once into a DynamicCache; then the
+question suffixes and the option continuations of a micro-batch run packed into ONE row after that
+cache, as a tree: each suffix attends to the prefix and itself, each continuation node to its
+suffix and its own ancestors (a custom 4D mask), with explicit position ids so every token sees the
+positions, and hence the rotary phases and injection noise, of its own unpadded prompt. Options
+sharing leading tokens ("1" / "10") share nodes; an option's last token is never fed (only its
+probability is needed). After each micro-batch the cache is cropped back to the prefix.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from raysim.engine.base import LM, Sampling, TokenGroup, TokenItem
+from raysim.engine.hooks import InjectionHooks
+from raysim.engine.loading import LoadedModel, decoder_layers
+from raysim.engine.noise import as_seed, uniforms
+
+
+class _Tree:
+    """A micro-batch of items packed into one sequence."""
+
+    def __init__(self, items: list[TokenItem], start: int) -> None:
+        tokens: list[int] = []
+        positions: list[int] = []
+        parents: list[int] = []          # -1: attends only to the cached prefix
+        self.reads: list[list[list[tuple[int, int]]]] = []   # item → option → (row, token)
+        for item in items:
+            base = len(tokens)
+            for k, tok in enumerate(item.suffix):
+                tokens.append(tok)
+                positions.append(start + k)
+                parents.append(base + k - 1 if k else -1)
+            last = len(tokens) - 1
+            nodes: dict[tuple[int, ...], int] = {}
+            item_reads = []
+            for cont in item.continuations:
+                node, reads = last, []
+                for i, tok in enumerate(cont):
+                    reads.append((node, tok))
+                    if i == len(cont) - 1:
+                        break
+                    key = tuple(cont[: i + 1])
+                    if key not in nodes:
+                        nodes[key] = len(tokens)
+                        tokens.append(tok)
+                        positions.append(start + len(item.suffix) + i)
+                        parents.append(node)
+                    node = nodes[key]
+                item_reads.append(reads)
+            self.reads.append(item_reads)
+        self.tokens, self.positions, self.parents = tokens, positions, parents
+
+    def mask(self, prefix_len: int) -> torch.Tensor:
+        """[N, prefix_len + N] bool: True where a token may attend."""
+        n = len(self.tokens)
+        allowed = np.zeros((n, prefix_len + n), dtype=bool)
+        allowed[:, :prefix_len] = True
+        for row, parent in enumerate(self.parents):   # parents precede children
+            if parent >= 0:
+                allowed[row, prefix_len:] = allowed[parent, prefix_len:]
+            allowed[row, prefix_len + row] = True
+        return torch.from_numpy(allowed)
+
+
+def tree_size(item: TokenItem) -> int:
+    return len(item.suffix) + len({tuple(c[: i + 1]) for c in item.continuations for i in range(len(c) - 1)})
+
+
+class HFEngine(LM):
+    """One transformers model replica behind the :class:`LM` interface."""
+
+    def __init__(self, loaded: LoadedModel, token_budget: int = 1024, generate_rows: int = 32) -> None:
+        attn = loaded.model.config._attn_implementation
+        if attn not in ("sdpa", "eager"):
+            # The packed tree needs an arbitrary 4D mask, which other kernels would silently ignore.
+            raise ValueError(f"HFEngine needs attn_implementation 'sdpa' or 'eager', model uses {attn!r}")
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.token_budget = token_budget
+        self.generate_rows = generate_rows
+        self.hooks = InjectionHooks(self.model, loaded.n_layers, loaded.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.loaded.device
+
+    def _inject(self, plans):
+        return self.hooks.active(plans, self.device, self.loaded.dtype)
+
+    def _mask_for_model(self, allowed: torch.Tensor) -> torch.Tensor:
+        allowed = allowed[None, None].to(self.device)
+        if self.model.config._attn_implementation == "eager":
+            # Eager attention adds the mask to the scores.
+            zero = torch.zeros((), dtype=self.loaded.dtype, device=self.device)
+            return torch.where(allowed, zero, torch.finfo(self.loaded.dtype).min)
+        return allowed
+
+    @torch.inference_mode()
+    def _prefix_cache(self, group: TokenGroup):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        if group.prefix:
+            ids = torch.tensor([group.prefix], device=self.device)
+            with self._inject([group.plan]):
+                self.model(input_ids=ids, position_ids=torch.arange(len(group.prefix), device=self.device)[None],
+                           past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return cache
+
+    # ------------------------------------------------------------------ scoring
+
+    def _micro_batches(self, items: list[TokenItem], size) -> list[list[TokenItem]]:
+        batches: list[list[TokenItem]] = []
+        used = 0
+        for item in items:
+            n = size(item)
+            if batches and used + n <= self.token_budget:
+                batches[-1].append(item)
+                used += n
+            else:
+                batches.append([item])
+                used = n
+        return batches
+
+    @torch.inference_mode()
+    def _score_group(self, group: TokenGroup) -> list[np.ndarray]:
+        cache = self._prefix_cache(group)
+        p = len(group.prefix)
+        out: list[np.ndarray] = []
+        for batch in self._micro_batches(group.items, tree_size):
+            tree = _Tree(batch, p)
+            rows = sorted({row for item in tree.reads for reads in item for row, _ in reads})
+            where = {row: k for k, row in enumerate(rows)}
+            with self._inject([group.plan]):
+                logits = self.model(
+                    input_ids=torch.tensor([tree.tokens], device=self.device),
+                    position_ids=torch.tensor([tree.positions], device=self.device),
+                    attention_mask=self._mask_for_model(tree.mask(p)),
+                    past_key_values=cache if p else None, use_cache=bool(p),
+                    logits_to_keep=torch.tensor(rows, device=self.device),
+                ).logits[0]
+            if p:
+                cache.crop(-len(tree.tokens))   # back to the prefix alone (negative: tokens to drop)
+            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+            for item_reads in tree.reads:
+                out.append(np.array([sum(float(logprobs[where[r], t]) for r, t in reads)
+                                     for reads in item_reads]))
+        return out
+
+    # ------------------------------------------------------------------ generation
+
+    @torch.inference_mode()
+    def _generate_group(self, group: TokenGroup, sampling: Sampling, seeds: list[int],
+                        stop_ids: frozenset[int]) -> list[list[int]]:
+        prefix_cache = self._prefix_cache(group)
+        p = len(group.prefix)
+        results: list[list[int]] = []
+        seed_of = dict(zip((item.index for item in group.items), seeds))
+        for start in range(0, len(group.items), self.generate_rows):
+            batch = group.items[start: start + self.generate_rows]
+            results.extend(self._generate_batch(batch, [seed_of[i.index] for i in batch], group,
+                                                copy.deepcopy(prefix_cache), p, sampling, stop_ids))
+        return results
+
+    def _generate_batch(self, batch, seeds, group, cache, p, sampling, stop_ids) -> list[list[int]]:
+        rows = len(batch)
+        width = max(len(item.suffix) for item in batch)
+        dev = self.device
+        # Suffixes right-aligned after the prefix; the pad gap in between is masked out and
+        # positions skip it, so every row sees its own unpadded prompt.
+        ids = torch.full((rows, width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((rows, p + width), dtype=torch.long)
+        mask[:, :p] = 1
+        pos = torch.full((rows, width), p, dtype=torch.long)
+        for r, item in enumerate(batch):
+            s = len(item.suffix)
+            ids[r, width - s:] = torch.tensor(item.suffix)
+            mask[r, p + width - s:] = 1
+            pos[r, width - s:] = torch.arange(p, p + s)
+        if p:
+            cache.batch_repeat_interleave(rows)
+        seed_t = torch.tensor([as_seed(s) for s in seeds], dtype=torch.int64, device=dev)
+        out = [[] for _ in range(rows)]
+        done = torch.zeros(rows, dtype=torch.bool)
+        ids, mask, pos = ids.to(dev), mask.to(dev), pos.to(dev)
+        with self._inject([group.plan]):
+            for step in range(sampling.max_new_tokens):
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                                    past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                token = self._sample(logits.float(), sampling, seed_t, step).cpu()
+                for r in range(rows):
+                    if not done[r]:
+                        out[r].append(int(token[r]))
+                        done[r] = int(token[r]) in stop_ids
+                if bool(done.all()):
+                    break
+                ids = token[:, None].to(dev)
+                mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=dev)], dim=1)
+                pos = pos[:, -1:] + 1
+        return out
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, sampling: Sampling, seeds: torch.Tensor, step: int) -> torch.Tensor:
+        """Counter-based sampling: Gumbel-max with uniforms keyed by (seed, step, token id), so a
+        row's draw depends on nothing else in the batch."""
+        if sampling.temperature <= 0:
+            return logits.argmax(dim=-1)
+        logits = logits / sampling.temperature
+        if 0 < sampling.top_k < logits.shape[-1]:
+            kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if sampling.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+            cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+            drop = cum - torch.softmax(sorted_logits, dim=-1) >= sampling.top_p  # keep the first over p
+            logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+        counters = torch.full_like(seeds, step)
+        u = uniforms(seeds, counters, logits.shape[-1]).to(logits.device)
+        gumbel = -torch.log(-torch.log(u.clamp(max=1 - 1e-12)))
+        return (torch.log_softmax(logits, dim=-1) + gumbel.float()).argmax(dim=-1)
+
+    # ------------------------------------------------------------------ hidden means
+
+    @torch.inference_mode()
+    def _hidden_means(self, ids: list[list[int]], spans: list[tuple[int, int]], layers: list[int]) -> np.ndarray:
+        n_layers = self.loaded.n_layers
+        for layer in layers:
+            if not 0 <= layer <= n_layers:
+                raise ValueError(f"layer {layer} out of range 0..{n_layers}")
+        width = max(len(x) for x in ids)
+        batch = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for r, x in enumerate(ids):   # right padding: token k of a text stays at column k
+            batch[r, : len(x)] = torch.tensor(x)
+            mask[r, : len(x)] = 1
+        captured: dict[int, torch.Tensor] = {}
+
+        def keep(layer):
+            def hook(module, args, output):
+                captured[layer] = (output[0] if isinstance(output, tuple) else output).float()
+            return hook
+
+        # Capture at the same points the injection hooks write to: layer ℓ = block ℓ−1's output.
+        modules = [(0, self.model.get_input_embeddings())] + [
+            (i + 1, m) for i, m in enumerate(decoder_layers(self.model))]
+        handles = [m.register_forward_hook(keep(l)) for l, m in modules if l in set(layers)]
+        try:
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            self.model(input_ids=batch.to(self.device), attention_mask=mask.to(self.device),
+                       position_ids=pos.to(self.device), use_cache=False, logits_to_keep=1)
+        finally:
+            for h in handles:
+                h.remove()
+        out = np.zeros((len(ids), len(layers), self.loaded.hidden_size), dtype=np.float32)
+        for r, (a, b) in enumerate(spans):
+            for j, layer in enumerate(layers):
+                out[r, j] = captured[layer][r, a:b].mean(dim=0).cpu().numpy()
+        return out

