@@ -95,7 +95,8 @@ def _data_profiles(a: argparse.Namespace) -> int:
 def _demo(a: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(Path(a.out), n=a.n, seed=a.seed, n_boot=a.boot)
+    run_demo(Path(a.out), n=a.n, seed=a.seed, n_boot=a.boot, per_country=a.per_country,
+             questions=a.questions)
     return 0
 
 
@@ -149,9 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=3)
     s.set_defaults(fn=_data_profiles)
 
-    s = sub.add_parser("demo", help="end-to-end skeleton: trivial simulator scored on synthetic and carData")
+    s = sub.add_parser("demo", help="end to end on the embedded defaults: uniform baseline and PE with the "
+                                    "embedded model, scored on synthetic and carData respondents")
     s.add_argument("-o", "--out", default="runs/demo")
-    s.add_argument("--n", type=int, default=2000, help="synthetic respondents")
+    s.add_argument("--n", type=int, default=2000, help="synthetic population size")
+    s.add_argument("--per-country", type=int, default=None,
+                   help="sampled respondents per country (default: 3 synthetic, 10 carData)")
+    s.add_argument("--questions", type=int, default=None, help="synthetic questions (default 24)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--boot", type=int, default=100, help="bootstrap replicates")
     s.set_defaults(fn=_demo)

@@ -69,13 +69,21 @@ def test_import_official_csv_and_reject_foreign_file(tmp_path, capsys):
 
 def test_demo_writes_scored_runs(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert run(capsys, "demo", "-o", str(out), "--n", "200", "--boot", "5")[0] == 0
-    for run_dir in (out / "synthetic-200-uniform", out / "cardata-uniform"):
+    argv = ["demo", "-o", str(out), "--n", "300", "--boot", "5", "--per-country", "2", "--questions", "4"]
+    assert run(capsys, *argv)[0] == 0
+    for run_dir, method in ((out / "synthetic-300-uniform", "uniform (trivial baseline)"),
+                            (out / "cardata-uniform", "uniform (trivial baseline)"),
+                            (out / "synthetic-300-pe", "pe (SmolLM2-135M-Instruct)"),
+                            (out / "cardata-pe", "pe (SmolLM2-135M-Instruct)")):
         scores = pd.read_csv(run_dir / "scores.csv")
         assert {"country", "category", "metric", "value", "floor"} <= set(scores.columns)
-        assert (scores["method"] == "uniform (trivial baseline)").all()
+        assert (scores["method"] == method).all()
         kl = scores[(scores.metric == "kl") & (scores.category == "Overall")]
         assert (kl["value"] > 0).all() and "ALL" in set(kl["country"])
+    results = pd.read_parquet(out / "synthetic-300-pe" / "results")
+    assert len(results) == 4 * 2 * 4 and results["probs"].map(lambda p: abs(sum(p) - 1) < 1e-4).all()
+    uniform = pd.read_parquet(out / "synthetic-300-uniform" / "results")
+    assert set(results["respondent_id"]) == set(uniform["respondent_id"])   # same sampled people
     cardata = pd.read_csv(out / "cardata-uniform" / "scores.csv")
     assert set(cardata["country"]) == {"AUS", "NOR", "SWE", "USA", "ALL"}
     # rescoring a run directory reproduces its scores (seeded bootstrap)

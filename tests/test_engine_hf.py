@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine_helpers import brute_force
 from raysim.engine.base import Option, Request, Sampling
 from raysim.engine.hf import HFEngine
 from raysim.engine.loading import ModelSpec, load_model
@@ -35,22 +36,6 @@ def _plan(engine, seed=0, sigma=0.0, scale=1.0, layers=(10, 20)):
     return InjectionPlan(terms, sigma=sigma, seed=seed)
 
 
-def _brute_force(engine, request):
-    """log P(answer + end | full prompt) per option, each complete sequence run on its own."""
-    full = engine.chat(request.prefix + request.question, add_generation_prompt=True)
-    ids = engine.encode(full)
-    out = []
-    for option in request.options:
-        cont = engine.encode_pair(full, option.text + engine.end_of_answer)[1]
-        seq = torch.tensor([ids + cont])
-        with torch.inference_mode(), engine.hooks.active([request.plan], engine.device, engine.loaded.dtype):
-            logits = engine.model(seq, position_ids=torch.arange(seq.shape[1])[None]).logits[0]
-        logp = torch.log_softmax(logits.double(), -1)
-        out.append(sum(float(logp[len(ids) - 1 + i, t]) for i, t in enumerate(cont)))
-    out = np.array(out)
-    return np.exp(out - np.logaddexp.reduce(out))
-
-
 def test_end_of_answer_and_multitoken_options(engine):
     assert engine.end_of_answer == "<|im_end|>"
     full = engine.chat(PREFIX + ({"role": "user", "content": Q_FAMILY},), True)
@@ -64,7 +49,7 @@ def test_exact_scoring_equals_brute_force(engine):
         got = engine.score([req])[0]
         assert got.codes == tuple(o.code for o in options)
         assert abs(got.probs.sum() - 1) < 1e-9
-        np.testing.assert_allclose(got.probs, _brute_force(engine, req), atol=1e-4)
+        np.testing.assert_allclose(got.probs, brute_force(engine, req), atol=1e-4)
 
 
 def test_prefix_shared_equals_separate_prompts_with_noise(engine):
@@ -72,10 +57,22 @@ def test_prefix_shared_equals_separate_prompts_with_noise(engine):
     reqs = [Request(PREFIX, q, opts, plan) for q, opts in ((Q_FAMILY, SCALE), (Q_TAX, SCALE), (Q_WORK, LABELS))]
     shared = engine.score(reqs)
     for req, got in zip(reqs, shared):
-        np.testing.assert_allclose(got.probs, _brute_force(engine, req), atol=1e-4)
+        np.testing.assert_allclose(got.probs, brute_force(engine, req), atol=1e-4)
     # The same prompt with nothing declared shared (empty prefix, no cache) agrees as well.
     unshared = Request((), PREFIX + reqs[1].question, SCALE, plan)
     np.testing.assert_allclose(engine.score([unshared])[0].probs, shared[1].probs, atol=1e-5)
+
+
+def test_battery_items_sharing_a_stem_equal_separate_prompts(engine):
+    # Question turns that begin with the same stem and options share trie nodes in one packed
+    # micro-batch; every item must still read exactly its own prompt's probabilities.
+    stem = "How important is each of the following in your life?\n1. Very important\n2. Rather important\n\n"
+    plan = _plan(engine, seed=3, sigma=0.4, scale=2.0)
+    two = tuple(Option(c, str(c)) for c in (1, 2))
+    reqs = [Request(PREFIX, stem + topic, two, plan) for topic in ("Family", "Friends", "Leisure time")]
+    assert len(engine._micro_batches(engine._groups(reqs, with_options=True)[0].items)) == 1
+    for req, got in zip(reqs, engine.score(reqs)):
+        np.testing.assert_allclose(got.probs, brute_force(engine, req), atol=1e-4)
 
 
 def test_zero_vector_is_no_injection_and_hooks_leave_nothing(engine):

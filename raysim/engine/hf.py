@@ -2,11 +2,12 @@
 
 Scoring layout (one respondent = one group): the prefix runs once into a DynamicCache; then the
 question suffixes and the option continuations of a micro-batch run packed into ONE row after that
-cache, as a tree: each suffix attends to the prefix and itself, each continuation node to its
-suffix and its own ancestors (a custom 4D mask), with explicit position ids so every token sees the
-positions, and hence the rotary phases and injection noise, of its own unpadded prompt. Options
-sharing leading tokens ("1" / "10") share nodes; an option's last token is never fed (only its
-probability is needed). After each micro-batch the cache is cropped back to the prefix.
+cache, as a token trie: each node attends to the prefix and its own ancestors (a custom 4D mask),
+with explicit position ids so every token sees the positions, and hence the rotary phases and
+injection noise, of its own unpadded prompt. Question turns that begin alike (a battery's stem and
+options) share nodes, as options sharing leading tokens ("1" / "10") do; an option's last token is
+never fed (only its probability is needed). After each micro-batch the cache is cropped back to
+the prefix.
 """
 
 from __future__ import annotations
@@ -22,37 +23,51 @@ from raysim.engine.loading import LoadedModel, decoder_layers
 from raysim.engine.noise import as_seed, uniforms
 
 
+def _paths(item: TokenItem) -> list[tuple[int, ...]]:
+    """The token paths (trie keys) an item feeds: every prefix of its suffix, then every proper
+    prefix of each option continuation after it (an option's last token is never fed: only its
+    probability is read)."""
+    suffix = tuple(item.suffix)
+    keys = [suffix[: k + 1] for k in range(len(suffix))]
+    keys += [suffix + tuple(c[: i + 1]) for c in item.continuations for i in range(len(c) - 1)]
+    return keys
+
+
 class _Tree:
-    """A micro-batch of items packed into one sequence."""
+    """A micro-batch of items packed into one sequence as a token trie: items whose question
+    turns begin alike (a battery's stem and options) share those tokens' nodes, as options
+    sharing leading tokens ("1" / "10") do. Each node attends to the cached prefix and its own
+    ancestors only, at the position it has in its own unpadded prompt, so every read equals a
+    separate forward of that full prompt."""
 
     def __init__(self, items: list[TokenItem], start: int) -> None:
         tokens: list[int] = []
         positions: list[int] = []
         parents: list[int] = []          # -1: attends only to the cached prefix
+        nodes: dict[tuple[int, ...], int] = {}
         self.reads: list[list[list[tuple[int, int]]]] = []   # item → option → (row, token)
+
+        def node(path: tuple[int, ...]) -> int:
+            """The row of the trie node for ``path``, adding it and any missing ancestors."""
+            k = len(path)
+            while k and path[:k] not in nodes:
+                k -= 1
+            parent = nodes[path[:k]] if k else -1
+            for j in range(k + 1, len(path) + 1):
+                nodes[path[:j]] = len(tokens)
+                tokens.append(path[j - 1])
+                positions.append(start + j - 1)
+                parents.append(parent)
+                parent = nodes[path[:j]]
+            return parent
+
         for item in items:
-            base = len(tokens)
-            for k, tok in enumerate(item.suffix):
-                tokens.append(tok)
-                positions.append(start + k)
-                parents.append(base + k - 1 if k else -1)
-            last = len(tokens) - 1
-            nodes: dict[tuple[int, ...], int] = {}
+            suffix = tuple(item.suffix)
             item_reads = []
             for cont in item.continuations:
-                node, reads = last, []
-                for i, tok in enumerate(cont):
-                    reads.append((node, tok))
-                    if i == len(cont) - 1:
-                        break
-                    key = tuple(cont[: i + 1])
-                    if key not in nodes:
-                        nodes[key] = len(tokens)
-                        tokens.append(tok)
-                        positions.append(start + len(item.suffix) + i)
-                        parents.append(node)
-                    node = nodes[key]
+                reads = [(node(suffix + tuple(cont[:i])), tok) for i, tok in enumerate(cont)]
                 item_reads.append(reads)
+            node(suffix)   # generation-free items (no continuations) still feed their suffix
             self.reads.append(item_reads)
         self.tokens, self.positions, self.parents = tokens, positions, parents
 
@@ -68,8 +83,14 @@ class _Tree:
         return torch.from_numpy(allowed)
 
 
-def tree_size(item: TokenItem) -> int:
-    return len(item.suffix) + len({tuple(c[: i + 1]) for c in item.continuations for i in range(len(c) - 1)})
+def _sliding_window(config) -> int | None:
+    """The attention window of the model's sliding-window layers; None when every layer attends
+    to the whole sequence (Llama; Qwen2 without use_sliding_window; Mistral with no window)."""
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if window is None or (layer_types is not None and "sliding_attention" not in layer_types):
+        return None
+    return int(window)
 
 
 class HFEngine(LM):
@@ -86,6 +107,7 @@ class HFEngine(LM):
         self.token_budget = token_budget
         self.generate_rows = generate_rows
         self.hooks = InjectionHooks(self.model, loaded.n_layers, loaded.hidden_size)
+        self.window = _sliding_window(self.model.config)
 
     @property
     def device(self) -> torch.device:
@@ -102,11 +124,23 @@ class HFEngine(LM):
             return torch.where(allowed, zero, torch.finfo(self.loaded.dtype).min)
         return allowed
 
+    def _check_window(self, length: int) -> None:
+        """Sliding-window attention equals full attention while a sequence fits in the window;
+        beyond it the packed tree's masks (and the pad gaps of generation) would need the
+        window, which the engine does not model."""
+        if self.window is not None and length > self.window:
+            raise ValueError(f"a sequence of {length} positions exceeds the model's sliding attention "
+                             f"window of {self.window}; HFEngine supports sliding-window models only "
+                             "for sequences within the window")
+
     @torch.inference_mode()
     def _prefix_cache(self, group: TokenGroup):
         from transformers import DynamicCache
 
-        cache = DynamicCache(config=self.model.config)
+        # No config: every layer keeps all its keys. A config would give sliding-window layers a
+        # cache that drops keys beyond the window, so a packed tree longer than the window could
+        # not be cropped back to the prefix.
+        cache = DynamicCache()
         if group.prefix:
             ids = torch.tensor([group.prefix], device=self.device)
             with self._inject([group.plan]):
@@ -116,17 +150,20 @@ class HFEngine(LM):
 
     # ------------------------------------------------------------------ scoring
 
-    def _micro_batches(self, items: list[TokenItem], size) -> list[list[TokenItem]]:
+    def _micro_batches(self, items: list[TokenItem]) -> list[list[TokenItem]]:
+        """Consecutive items packed while their trie stays within the token budget (an item
+        costs only the nodes it does not share with the batch so far)."""
         batches: list[list[TokenItem]] = []
-        used = 0
+        seen: set[tuple[int, ...]] = set()
         for item in items:
-            n = size(item)
-            if batches and used + n <= self.token_budget:
+            paths = _paths(item)
+            new = [k for k in paths if k not in seen]
+            if batches and len(seen) + len(new) <= self.token_budget:
                 batches[-1].append(item)
-                used += n
+                seen.update(new)
             else:
                 batches.append([item])
-                used = n
+                seen = set(paths)
         return batches
 
     @torch.inference_mode()
@@ -134,8 +171,9 @@ class HFEngine(LM):
         cache = self._prefix_cache(group)
         p = len(group.prefix)
         out: list[np.ndarray] = []
-        for batch in self._micro_batches(group.items, tree_size):
+        for batch in self._micro_batches(group.items):
             tree = _Tree(batch, p)
+            self._check_window(max(tree.positions) + 1)
             rows = sorted({row for item in tree.reads for reads in item for row, _ in reads})
             where = {row: k for k, row in enumerate(rows)}
             with self._inject([group.plan]):
@@ -172,6 +210,7 @@ class HFEngine(LM):
     def _generate_batch(self, batch, seeds, group, cache, p, sampling, stop_ids) -> list[list[int]]:
         rows = len(batch)
         width = max(len(item.suffix) for item in batch)
+        self._check_window(p + width + sampling.max_new_tokens - 1)   # the last token is not fed
         dev = self.device
         # Suffixes right-aligned after the prefix; the pad gap in between is masked out and
         # positions skip it, so every row sees its own unpadded prompt.

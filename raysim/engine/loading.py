@@ -205,7 +205,7 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
     device = _resolve_device(spec.device)
     dtype = _DTYPES[spec.dtype]
     if spec.random_init is not None:
-        model = _random_model(spec.random_init, dtype, device, spec.n_layers)
+        model = random_model(architecture_config(spec.random_init, spec.n_layers), dtype, device)
         # The embedded tokenizer's ids (< 49,152) are valid in every preset's larger vocabulary.
         tokenizer = AutoTokenizer.from_pretrained(embedded_default_dir())
         name = f"random:{spec.random_init}" + (f"@{spec.n_layers}L" if spec.n_layers else "")
@@ -214,6 +214,13 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         model, tokenizer = _pretrained(source, dtype, device, spec.trust_remote_code)
         name = EMBEDDED_NAME if spec.name_or_path == "embedded" else spec.name_or_path
 
+    return prepare(model, tokenizer, name)
+
+
+def prepare(model: torch.nn.Module, tokenizer: Any, name: str) -> LoadedModel:
+    """Make a model and its tokenizer ready for inference (eval mode, no grad, left padding, a
+    pad token) and wrap them as a `LoadedModel`. `load_model` ends here; tests that build a model
+    of their own (e.g. a tiny `random_model`) use it too."""
     model.eval()
     model.requires_grad_(False)
     if tokenizer.pad_token is None:
@@ -284,10 +291,10 @@ def architecture_config(preset: str, n_layers: int | None = None):
     return config
 
 
-def _random_model(preset: str, dtype: torch.dtype, device: str, n_layers: int | None):
+def random_model(config, dtype: torch.dtype = torch.float32, device: str = "cpu") -> torch.nn.Module:
+    """A causal LM of transformers config ``config`` with random weights (seed 0)."""
     from transformers import AutoModelForCausalLM
 
-    config = architecture_config(preset, n_layers)
     # Built on the meta device, then materialised on the target device in the target dtype and
     # initialised once by transformers' own `init_weights` (normal(0, initializer_range), unit
     # norms, RoPE buffers recomputed). A direct build would initialise every weight twice (torch's

@@ -1,0 +1,151 @@
+"""The HF engine and its injection hooks on tiny random Llama, Qwen2 and Mistral models.
+
+Each model has the layer classes of its architecture (Mistral's default config keeps its sliding
+window, so its masks and caches take the sliding-window path) and the embedded default's
+tokenizer, whose ids fit the model's vocabulary. Weights are random but peaked enough
+(initializer_range 0.2) for option probabilities to differ clearly, so the tolerances below test
+something.
+"""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoTokenizer
+
+from engine_helpers import brute_force
+from raysim.engine.base import Option, Request, Sampling
+from raysim.engine.hf import HFEngine
+from raysim.engine.loading import LoadedModel, embedded_default_dir, prepare, random_model
+from raysim.engine.plan import InjectionPlan, Term
+
+N_LAYERS = 3
+SCALE = tuple(Option(c, str(c)) for c in range(1, 11))
+LABELS = (Option(1, "Very important"), Option(2, "Rather important"),
+          Option(3, "Not very important"), Option(4, "Not at all important"))
+PREFIX = ({"role": "system", "content": "You are a 45-year-old man from Norway. Answer with the answer only."},)
+OTHER_PREFIX = ({"role": "system", "content": "You are a young woman from Chile."},)
+Q_FAMILY = "How important is family in your life? Answer with a number from 1 (not at all) to 10 (very)."
+Q_TAX = "Is cheating on taxes justifiable? 1 = never, 10 = always."
+Q_WORK = "How important is work in your life?"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Ops this small gain nothing from more threads, and on a shared 2-core machine a busy
+    # neighbour makes OpenMP's spinning workers orders of magnitude slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(embedded_default_dir())
+
+
+def _tiny(tokenizer, model_type, **overrides) -> LoadedModel:
+    config = AutoConfig.for_model(
+        model_type, vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+        num_hidden_layers=N_LAYERS, num_attention_heads=4, num_key_value_heads=2,
+        initializer_range=0.2, attn_implementation="sdpa",
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **overrides,
+    )
+    return prepare(random_model(config), tokenizer, f"tiny-{model_type}")
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2", "mistral"])
+def engine(request, tokenizer):
+    engine = HFEngine(_tiny(tokenizer, request.param))
+    assert engine.model.config.model_type == request.param
+    assert engine.model.config._attn_implementation == "sdpa"
+    return engine
+
+
+def _plan(engine, seed=0, sigma=0.0, scale=1.0, layers=(1, N_LAYERS), final=False):
+    gen = torch.Generator().manual_seed(1234 + seed)
+    size = engine.loaded.hidden_size
+    terms = tuple(Term(layer, torch.randn(size, generator=gen), scale) for layer in layers)
+    return InjectionPlan(terms, sigma=sigma, seed=seed,
+                         final_vector=torch.randn(size, generator=gen) if final else None)
+
+
+def test_zero_vector_is_no_injection_and_hooks_leave_nothing(engine):
+    ids = torch.tensor([engine.encode("Hello there, how are you?")])
+    with torch.inference_mode():
+        before = engine.model(ids).logits
+    plain = engine.score([Request(PREFIX, Q_FAMILY, SCALE)])[0].probs
+    assert plain.max() > 0.2          # not near-uniform: the comparisons below can fail
+    zero = InjectionPlan((Term(2, np.zeros(engine.loaded.hidden_size, dtype=np.float32)),))
+    np.testing.assert_allclose(engine.score([Request(PREFIX, Q_FAMILY, SCALE, zero)])[0].probs, plain, atol=1e-7)
+    engine.score([Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, sigma=1.0, scale=5.0, final=True))])
+    engine.generate([Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, sigma=1.0))], Sampling(max_new_tokens=3))
+    assert engine.hooks.idle
+    with torch.inference_mode():
+        after = engine.model(ids).logits
+    assert torch.equal(before, after)
+
+
+def _mixed(engine, target):
+    return [
+        Request(OTHER_PREFIX, Q_TAX, SCALE, _plan(engine, seed=9, sigma=0.8, layers=(2,)), seed=5),
+        Request(PREFIX, Q_WORK, LABELS, target.plan, seed=7),       # same group, other length
+        target,
+        Request(PREFIX, Q_TAX, SCALE, None, seed=3),                  # same prefix, no plan
+        Request((), Q_FAMILY + " Be brief.", SCALE, _plan(engine, seed=4, sigma=0.5, final=True), seed=1),
+    ]
+
+
+def test_alone_equals_inside_mixed_batch(engine):
+    target = Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, seed=1, sigma=0.3), seed=42)
+    alone = engine.score([target])[0].probs
+    np.testing.assert_allclose(engine.score(_mixed(engine, target))[2].probs, alone, atol=1e-5)
+
+
+def test_prefix_shared_equals_brute_force(engine):
+    plan = _plan(engine, seed=5, sigma=0.5, scale=2.0, final=True)
+    reqs = [Request(PREFIX, q, opts, plan) for q, opts in ((Q_FAMILY, SCALE), (Q_TAX, SCALE), (Q_WORK, LABELS))]
+    for req, got in zip(reqs, engine.score(reqs)):
+        np.testing.assert_allclose(got.probs, brute_force(engine, req), atol=1e-4)
+
+
+def test_large_vector_moves_distribution(engine):
+    base = engine.score([Request(PREFIX, Q_WORK, LABELS)])[0].probs
+    moved = engine.score([Request(PREFIX, Q_WORK, LABELS, _plan(engine, scale=20.0, layers=(2,)))])[0].probs
+    assert 0.5 * np.abs(moved - base).sum() > 0.05
+
+
+def test_generation_alone_equals_inside_batch(engine):
+    target = Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, seed=1, sigma=0.3), seed=42)
+    sampling = Sampling(temperature=0.7, top_k=20, max_new_tokens=6)
+    alone = engine.generate([target], sampling)[0]
+    assert alone.n_tokens > 0 and alone.text
+    assert engine.generate(_mixed(engine, target), sampling)[2].text == alone.text
+    assert engine.generate([target], sampling)[0].text == alone.text      # reproducible
+    other_seed = Request(PREFIX, Q_FAMILY, SCALE, target.plan, seed=43)
+    assert engine.generate([other_seed], sampling)[0].text != alone.text   # the seed matters
+
+
+@pytest.mark.parametrize("model_type, window", [
+    ("mistral", {"sliding_window": 64}),                                          # every layer slides
+    ("qwen2", {"use_sliding_window": True, "sliding_window": 64, "max_window_layers": 1}),   # hybrid
+])
+def test_sliding_window_models_within_the_window(tokenizer, model_type, window):
+    # Every prompt fits in the window, but the packed trees together with the prefix do not: the
+    # prefix cache must still crop back exactly after each micro-batch.
+    engine = HFEngine(_tiny(tokenizer, model_type, **window), token_budget=40)
+    assert engine.window == 64
+    plan = _plan(engine, seed=5, sigma=0.5)
+    reqs = [Request(PREFIX, q, SCALE, plan) for q in ("Family?", "Work?", "Friends?", "Leisure?")]
+    batches = engine._micro_batches(engine._groups(reqs, with_options=True)[0].items)
+    prefix = len(engine._groups(reqs, with_options=True)[0].prefix)
+    assert len(batches) > 1 and prefix + 40 > 64
+    for req, got in zip(reqs, engine.score(reqs)):
+        np.testing.assert_allclose(got.probs, brute_force(engine, req), atol=1e-4)
+    assert engine.generate(reqs[:2], Sampling(max_new_tokens=4))[0].n_tokens > 0
+    with pytest.raises(ValueError, match="sliding attention window of 64"):
+        engine.score([Request(PREFIX, Q_FAMILY * 3, SCALE)])
