@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from raysim.engine.hooks import InjectionHooks
 from raysim.engine.noise import derive_seed, normals, uniforms
 from raysim.engine.parsing import parse_answer
 from raysim.engine.plan import InjectionPlan, PlanError, Term, scoped
@@ -85,3 +86,47 @@ def test_parse_labels_and_codes():
     assert parse_answer("very important", options) == 1
     assert parse_answer("3", options) == 3
     assert parse_answer("Important", options) is None
+
+
+class _TupleBlock(torch.nn.Module):
+    """A decoder block that returns (hidden, extra) as older transformers layers do."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(hidden, hidden)
+
+    def forward(self, h, position_ids=None):
+        return self.lin(h), "extra"
+
+
+class _TupleModel(torch.nn.Module):
+    def __init__(self, hidden: int = 8, n: int = 2) -> None:
+        super().__init__()
+        self.model = torch.nn.Module()
+        self.model.layers = torch.nn.ModuleList(_TupleBlock(hidden) for _ in range(n))
+
+    def forward(self, h, position_ids):
+        for layer in self.model.layers:
+            h, extra = layer(h, position_ids=position_ids)
+            assert extra == "extra"   # the hook keeps the rest of the tuple
+        return h
+
+
+def test_hooks_handle_decoder_blocks_that_return_tuples():
+    torch.manual_seed(0)
+    model = _TupleModel()
+    hooks = InjectionHooks(model, n_layers=2, hidden_size=8)
+    h = torch.randn(1, 3, 8)
+    pos = torch.arange(3)[None]
+    v = torch.ones(8)
+    with torch.no_grad():
+        plain = model(h, pos)
+        with hooks.active([InjectionPlan((Term(2, v),))], torch.device("cpu"), torch.float32):
+            shifted = model(h, pos)
+        torch.testing.assert_close(shifted, plain + 1.0)   # layer 2 = the last block's output
+        with hooks.active([InjectionPlan((Term(1, v),), sigma=0.5, seed=3)], torch.device("cpu"), torch.float32):
+            noisy = model(h, pos)
+        assert not torch.allclose(noisy, plain)
+    assert hooks.idle
+    with torch.no_grad():
+        torch.testing.assert_close(model(h, pos), plain)

@@ -9,6 +9,7 @@ import os
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -33,6 +34,29 @@ RESULT_COLUMNS = tuple(RESULT_SCHEMA.names)
 
 class ResultsError(ValueError):
     """Result rows that do not follow the contract."""
+
+
+def result_rows(respondents: pd.DataFrame, qids: list[str], *, run_id: str, method: str,
+                config_hash: str, option_codes: list[list[int]], probs: list[list[float]] | None,
+                sampled_code: list[int | None] | None = None, raw_text: list[str] | None = None,
+                valid: list[bool] | bool = True) -> pd.DataFrame:
+    """Rows for every respondent × question, respondent-major (all of one respondent's
+    questions, then the next's); the per-row lists follow that order."""
+    n, k = len(respondents), len(qids)
+    return pd.DataFrame({
+        "run_id": run_id,
+        "method": method,
+        "config_hash": config_hash,
+        "respondent_id": np.repeat(respondents["respondent_id"].to_numpy(dtype=np.int64), k),
+        "country": np.repeat(respondents["country"].to_numpy(dtype=object), k),
+        "weight": np.repeat(respondents["weight"].to_numpy(dtype=np.float64), k),
+        "qid": np.tile(np.array(qids, dtype=object), n),
+        "option_codes": option_codes,
+        "probs": probs,
+        "sampled_code": pd.array(sampled_code if sampled_code is not None else [None] * (n * k), dtype="Int32"),
+        "raw_text": raw_text,
+        "valid": valid,
+    })
 
 
 def results_table(df: pd.DataFrame) -> pa.Table:
