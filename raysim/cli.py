@@ -100,6 +100,17 @@ def _demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(a: argparse.Namespace) -> int:
+    from .pipeline.config import load_config
+    from .pipeline.simulate import ray_session, run
+
+    config = load_config(a.config)   # bad configs fail before Ray starts
+    with ray_session():
+        run(config, a.out, limit=a.limit)
+    print(f"score it: raysim score {a.out}")
+    return 0
+
+
 def _score(a: argparse.Namespace) -> int:
     from .report.scorecard import score_run
 
@@ -160,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--boot", type=int, default=100, help="bootstrap replicates")
     s.set_defaults(fn=_demo)
+
+    s = sub.add_parser("simulate", help="run a simulation config on Ray into a run directory (resumable)")
+    s.add_argument("--config", required=True, help="run config YAML (configs/experiments/*.yaml)")
+    s.add_argument("-o", "--out", required=True, help="run directory; rerunning into it resumes")
+    s.add_argument("--limit", type=int, default=None,
+                   help="simulate at most this many more respondents (a smoke test; rerun to finish)")
+    s.set_defaults(fn=_simulate)
 
     s = sub.add_parser("score", help="score a run directory against the human answers")
     s.add_argument("run_dir")

@@ -67,6 +67,7 @@ def test_import_official_csv_and_reject_foreign_file(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.timeout(900)   # the demo runs on a local Ray instance
 def test_demo_writes_scored_runs(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = ["demo", "-o", str(out), "--n", "300", "--boot", "5", "--per-country", "2", "--questions", "4"]

@@ -1,0 +1,182 @@
+"""The simulation job: a run config → result shards in a run directory, on Ray Data.
+
+The driver decides the sample from the (respondent_id, country) columns alone and subtracts
+the respondents already complete in the run directory; Ray Data reads only the columns the
+method needs from the population's Parquet shards, keeps the respondents to do, and streams
+them in explicit batches through a pool of model actors (raysim.pipeline.actor), which write
+the result shards. The population never reaches the driver, nor do result rows.
+
+Why not ``Dataset.write_parquet``: its files are named per write task and a rerun or a retried
+task may leave a second copy of rows; shards named by their respondents make a retry and a
+resume idempotent, and a shard commits atomically (rename), so a partial file is never visible.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..methods.registry import get_method
+from ..survey.cardata import write_cardata
+from ..survey.codebook import load_codebook
+from ..survey.population import COUNTRY, ID, dataset, read_population
+from ..survey.sampling import sample_per_country
+from ..survey.synthetic import write_synthetic
+from .actor import ModelActor, Work
+from .config import RunConfig
+from .progress import CountryProgress, log
+from .results import ResultsError, read_results
+from .rundir import init_run_dir, results_dir
+
+
+class IncompleteRunError(RuntimeError):
+    """A run whose result rows are missing or duplicated after the pipeline finished."""
+
+
+@dataclass(frozen=True)
+class Completeness:
+    respondents: int     # expected
+    questions: int
+    complete: int        # expected respondents with a row for every question
+    rows: int
+    duplicates: int      # rows beyond the first per (method, respondent_id, qid)
+
+    @property
+    def ok(self) -> bool:
+        return self.complete == self.respondents and self.duplicates == 0 and \
+            self.rows == self.complete * self.questions
+
+
+def ensure_population(config: RunConfig, run_dir: Path) -> Path:
+    """The population's path; a generated one is written once (atomically) into the run dir."""
+    path = config.population_path(run_dir)
+    pop = config.population
+    if pop.generated and not path.exists():
+        if pop.synthetic:
+            write_synthetic(pop.synthetic.n, path, seed=pop.synthetic.seed)
+        else:
+            write_cardata(path)
+    return path
+
+
+def sample(population: Path, config: RunConfig) -> pd.DataFrame:
+    """The run's respondents (respondent_id, country), from those two columns only."""
+    people = read_population(population, columns=[ID, COUNTRY])
+    s = config.sampling
+    if s.countries:
+        unknown = sorted(set(s.countries) - set(people[COUNTRY]))
+        if unknown:
+            raise ValueError(f"sampling.countries {unknown} have no respondents in {population}")
+        people = people[people[COUNTRY].isin(s.countries)]
+    if s.per_country is None:
+        return people.sort_values([COUNTRY, ID], kind="stable").reset_index(drop=True)
+    return sample_per_country(people, s.per_country, s.seed)
+
+
+def _question_counts(run_dir: Path) -> pd.DataFrame:
+    """Rows per (method, respondent) and their distinct questions, from three columns."""
+    try:
+        rows = read_results(results_dir(run_dir), columns=["method", ID, "qid"])
+    except ResultsError:   # no shard yet
+        return pd.DataFrame({"method": [], ID: [], "rows": [], "qids": []})
+    return rows.groupby(["method", ID]).agg(rows=("qid", "size"), qids=("qid", "nunique")).reset_index()
+
+
+def complete_respondents(run_dir: Path, n_questions: int) -> set[int]:
+    counts = _question_counts(run_dir)
+    return set(counts.loc[counts["qids"] == n_questions, ID].astype(np.int64))
+
+
+def check(run_dir: Path, expected: pd.Series, n_questions: int) -> Completeness:
+    """Uniqueness of (method, respondent_id, qid) and completeness of the expected respondents."""
+    counts = _question_counts(run_dir)
+    complete = counts[(counts["qids"] == n_questions) & counts[ID].isin(expected)]
+    return Completeness(respondents=int(expected.nunique()), questions=n_questions,
+                        complete=int(complete[ID].nunique()), rows=int(counts["rows"].sum()),
+                        duplicates=int((counts["rows"] - counts["qids"]).sum()))
+
+
+def _keep(batch: pa.Table, ids: np.ndarray) -> pa.Table:
+    return batch.filter(pc.is_in(batch[ID], value_set=pa.array(ids)))
+
+
+def _remove_partial_writes(run_dir: Path) -> None:
+    """Temporary files of writers that died (never visible as shards); called when no actor runs."""
+    for tmp in results_dir(run_dir).glob(".*.tmp-*"):
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def ray_session() -> Iterator[None]:
+    """Ray for a job: the cluster RAY_ADDRESS names (set by `ray job submit`), a running local
+    one, or a new local instance; shut down afterwards if this call connected."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init()
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run(config: RunConfig, run_dir: str | Path, *, limit: int | None = None,
+        emit: Callable[[str], None] = log) -> Completeness:
+    """Simulate the config's respondents into ``run_dir``, skipping those already complete.
+    ``limit`` stops after that many more respondents (a smoke test; rerun to finish). Raises
+    IncompleteRunError if, at the end, rows are duplicated or (without a limit) missing."""
+    import ray
+
+    run_dir = Path(run_dir).resolve()
+    resolved = config.resolved(run_dir)
+    h = init_run_dir(run_dir, resolved)
+    _remove_partial_writes(run_dir)
+    population = ensure_population(config, run_dir)
+    qids = resolved["questions"]
+    method = get_method(config.method)
+    codebook = load_codebook(resolved["codebook"])
+
+    chosen = sample(population, config)
+    is_done = chosen[ID].isin(complete_respondents(run_dir, len(qids)))
+    todo = chosen[~is_done].head(limit) if limit is not None else chosen[~is_done]
+    emit(f"run {run_dir.name} ({h}): {config.method}, {len(chosen)} respondents × {len(qids)} questions; "
+         f"{int(is_done.sum())} already complete, {len(todo)} to do")
+
+    if len(todo):
+        a = config.actors
+        work = Work(method=config.method, model=config.model, codebook=codebook.name, qids=tuple(qids),
+                    run_id=run_dir.name, config_hash=h, results_dir=str(results_dir(run_dir)),
+                    threads=max(1, int(a.num_cpus)))
+        ds = ray.data.read_parquet(dataset(population).files).select_columns(method.columns(codebook))
+        ds = ds.map_batches(_keep, fn_kwargs={"ids": todo[ID].to_numpy(dtype=np.int64)}, batch_format="pyarrow")
+        # One block per batch (streaming, no shuffle): a block is the unit an actor task takes,
+        # so this spreads the batches over the whole pool.
+        ds = ds.repartition(target_num_rows_per_block=a.batch_size)
+        ds = ds.map_batches(
+            ModelActor, fn_constructor_kwargs={"work": work}, batch_size=a.batch_size, batch_format="pandas",
+            compute=ray.data.ActorPoolStrategy(size=a.number), num_cpus=a.num_cpus, num_gpus=a.num_gpus)
+        # Ray Data's actor pools restart a dead actor and retry its tasks without limit
+        # (max_restarts=-1, max_task_retries=-1 by default); a retried batch rewrites its shard.
+        progress = CountryProgress(total=chosen[COUNTRY].value_counts().to_dict(),
+                                   done=chosen[is_done][COUNTRY].value_counts().to_dict(), emit=emit)
+        for manifest in ds.iter_batches(batch_size=None, batch_format="pandas"):
+            progress.update(manifest)
+        if not progress.finished:   # a limited run: the last count was not logged
+            emit(progress.line())
+        _remove_partial_writes(run_dir)
+
+    result = check(run_dir, chosen[ID], len(qids))
+    if result.duplicates or (limit is None and not result.ok):
+        raise IncompleteRunError(f"{run_dir}: {result}")
+    emit(f"results: {result.rows} rows, {result.complete}/{result.respondents} respondents complete, "
+         f"no duplicates, in {results_dir(run_dir)}")
+    return result
