@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -120,6 +121,73 @@ def _score(a: argparse.Namespace) -> int:
     return 0
 
 
+def _identity_build(a: argparse.Namespace) -> int:
+    from .engine.loading import ModelSpec
+    from .identity.build import BuildParams
+    from .identity.dataset import load_dataset
+    from .pipeline.simulate import ray_session
+    from .pipeline.vectors import build_library, language_step
+
+    dataset = load_dataset(a.dataset)   # a bad dataset fails before Ray starts
+    model = ModelSpec(name_or_path=a.model, dtype=a.dtype, device=a.device)
+    languages = [] if a.languages == "none" else a.languages.split(",")
+    corpus: dict[str, list[str]] = {}
+    for item in a.corpus or []:
+        code, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--corpus takes LANG=PATH items, got {item!r}")
+        corpus.setdefault(code, []).append(path)
+    params = BuildParams(max_new_tokens=a.max_new_tokens, seed=a.seed)
+    with ray_session():
+        library = build_library(
+            dataset, model, a.out, params=params, actors=a.actors, num_cpus=a.num_cpus, num_gpus=a.num_gpus,
+            batch_size=a.batch_size, limit=a.limit,
+            language_step=language_step(model, languages, corpus or None, num_gpus=a.num_gpus) if languages else None)
+    if library is None:
+        print(f"stopped after --limit; rerun to finish: raysim identity build ... -o {a.out}")
+    return 0
+
+
+def _identity_show(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .identity.library import load_library
+
+    library = load_library(a.library)
+    m = library.manifest
+    print(f"vector library {a.library}: model {m.model} (fingerprint {m.fingerprint}), {m.n_layers} layers, "
+          f"hidden {m.hidden_size}, {m.dtype}, dataset {m.dataset_hash}")
+    norms = library.norms()
+    layers = sorted(int(layer) for layer in norms["layer"].unique())
+    shown = [layer for layer in layers if layer in a.layers] if a.layers else layers
+    print(f"{len(library.attributes)} attributes; per-layer L2 norms at layers {shown}:")
+    wide = norms[norms["layer"].isin(shown)].pivot_table(index=["attribute", "value"], columns="layer", values="norm")
+    print(wide.round(3).to_string())
+    if library.languages:
+        print("language vectors: " + ", ".join(f"{code} (norm {np.linalg.norm(library.language(code)):.3f})"
+                                             for code in library.languages))
+    return 0
+
+
+def _identity_dataset(a: argparse.Namespace) -> int:
+    from .identity.dataset_gen import main_dataset
+
+    main_dataset(a.generator, a.out, a.questions, a.instructions, a.seed, attributes=a.attributes,
+                 device=a.device, dtype=a.dtype)
+    print(f"wrote {a.out}; build vectors from it: raysim identity build --dataset {a.out} -o LIB")
+    return 0
+
+
+# Subcommands whose parsers live with their code (which imports torch): the rest of the command
+# line is handed to that module's main, so `raysim --help` stays instant.
+FORWARDED = {
+    ("identity", "calibrate"): ("raysim.pipeline.calibrate",
+                                "noise calibration on Ray: sensitivity and sigma = max(0, 0.4 - sensitivity)"),
+    ("identity", "collapse"): ("raysim.identity.collapse",
+                               "diversity-collapse analysis: k-NN radius per layer, kernel-PCA plots"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="raysim", description=__doc__.split(".")[0] if __doc__ else None)
     sub = p.add_subparsers(dest="command", required=True)
@@ -184,12 +252,53 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--boot", type=int, default=200, help="bootstrap replicates")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=_score)
+    ident = sub.add_parser("identity", help="PSII identity vectors").add_subparsers(dest="sub", required=True)
+    s = ident.add_parser("build", help="build a vector library (demographic + language vectors) on Ray")
+    s.add_argument("--model", default="embedded", help="model path or hub id (default: the embedded default)")
+    s.add_argument("--dataset", default=None, help="demographic dataset YAML (default: the packaged one)")
+    s.add_argument("-o", "--out", required=True, help="library directory; rerunning resumes the build")
+    s.add_argument("--dtype", default="float32")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--max-new-tokens", type=int, default=32, help="response length (tokens)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--languages", default="en,zh,ar,es,ru", help="language vectors to train, or 'none'")
+    s.add_argument("--corpus", nargs="*", default=None, metavar="LANG=PATH",
+                   help="Parquet (a 'text' column) or text files per language for the language vectors "
+                        "(default: the packaged multilingual corpus)")
+    s.add_argument("--actors", type=int, default=None,
+                   help="model actors (default: one per GPU share with --num-gpus, else 2)")
+    s.add_argument("--num-cpus", type=float, default=None,
+                   help="CPUs per model actor (default: 1 on GPUs, else 90%% of the CPUs shared by the actors)")
+    s.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per model actor (1 on a GPU cluster)")
+    s.add_argument("--batch-size", type=int, default=8, help="dataset units per actor batch")
+    s.add_argument("--limit", type=int, default=None, help="build at most this many more units, then stop")
+    s.set_defaults(fn=_identity_build)
+    s = ident.add_parser("show", help="list a library's attributes, values and per-layer norms")
+    s.add_argument("library", nargs="?", default="embedded", help="library directory (default: the packaged one)")
+    s.add_argument("--layers", type=int, nargs="*", default=None, help="only these layers")
+    s.set_defaults(fn=_identity_show)
+    s = ident.add_parser("dataset", help="have a local instruct model write a demographic dataset (YAML)")
+    s.add_argument("--generator", default="embedded", help="model path, hub id, or 'embedded'")
+    s.add_argument("-o", "--out", required=True, type=Path)
+    s.add_argument("--questions", type=int, default=40, help="probing questions per attribute (default 40)")
+    s.add_argument("--instructions", type=int, default=5, help="persona instructions per value (default 5)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--attributes", nargs="*", default=None, help="only these attributes (default: all 13)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--dtype", default="float32")
+    s.set_defaults(fn=_identity_dataset)
+    for (_, name), (_, text) in FORWARDED.items():
+        ident.add_parser(name, help=text + f" (see: raysim identity {name} --help)", add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    forwarded = FORWARDED.get(tuple(argv[:2]))
     try:
+        if forwarded:
+            return importlib.import_module(forwarded[0]).main(argv[2:])
+        args = build_parser().parse_args(argv)
         return args.fn(args)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         # Bad input is the user's to fix: one line, no traceback.

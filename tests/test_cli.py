@@ -91,3 +91,21 @@ def test_demo_writes_scored_runs(tmp_path, capsys):
     before = pd.read_csv(out / "cardata-uniform" / "scores.csv")
     assert run(capsys, "score", str(out / "cardata-uniform"), "--boot", "5")[0] == 0
     pd.testing.assert_frame_equal(pd.read_csv(out / "cardata-uniform" / "scores.csv"), before)
+
+
+def test_identity_show_lists_the_packaged_library(capsys):
+    assert main(["identity", "show", "--layers", "15", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "13 attributes" in out and "SmolLM2-135M-Instruct" in out
+    for qid in ("Q260", "Q263", "Q271", "Q273", "Q275", "Q279", "Q281", "Q284", "Q285", "Q286", "Q287",
+                "Q288", "Q289"):
+        assert qid in out
+    assert "language vectors: ar" in out
+
+
+def test_forwarded_identity_commands_have_their_own_help_and_errors(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["identity", "calibrate", "--help"])
+    assert exit_.value.code == 0 and "usage: raysim identity calibrate" in capsys.readouterr().out
+    assert main(["identity", "collapse", "--library", str(tmp_path), "-o", str(tmp_path / "out")]) == 2
+    assert "is not a vector library" in capsys.readouterr().err

@@ -22,6 +22,8 @@ from raysim.engine.hf import HFEngine
 from raysim.engine.loading import LoadedModel, embedded_default_dir, prepare, random_model
 from raysim.engine.plan import InjectionPlan, Term
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 N_LAYERS = 3
 SCALE = tuple(Option(c, str(c)) for c in range(1, 11))
 LABELS = (Option(1, "Very important"), Option(2, "Rather important"),
@@ -31,16 +33,6 @@ OTHER_PREFIX = ({"role": "system", "content": "You are a young woman from Chile.
 Q_FAMILY = "How important is family in your life? Answer with a number from 1 (not at all) to 10 (very)."
 Q_TAX = "Is cheating on taxes justifiable? 1 = never, 10 = always."
 Q_WORK = "How important is work in your life?"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Ops this small gain nothing from more threads, and on a shared 2-core machine a busy
-    # neighbour makes OpenMP's spinning workers orders of magnitude slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -191,3 +191,21 @@ def test_eager_attention_matches_sdpa(engine):
     assert eager.model is not engine.model and engine.model.config._attn_implementation == "sdpa"
     req = Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, seed=2, sigma=0.3))
     np.testing.assert_allclose(eager.score([req])[0].probs, engine.score([req])[0].probs, atol=1e-5)
+
+
+@pytest.mark.parametrize("system", [None, "You are a retired teacher. Answer in one sentence."])
+def test_response_means_read_while_decoding_equal_a_forward_of_prompt_and_response(engine, system):
+    plan = _plan(engine, seed=3, sigma=0.3)
+    prefix = ({"role": "system", "content": system},) if system else ()
+    questions = ["What is 2+2? Answer with the number only.", "Is the sky blue? Yes or no.", "Describe your town."]
+    requests = [Request(prefix, q, (Option(0, "-"),), plan=plan, seed=k) for k, q in enumerate(questions)]
+    layers = [0, 1, 15, 30]
+    sampling = Sampling(temperature=0.7, max_new_tokens=12)
+    results, means = engine.generate_with_means(requests, sampling, layers)
+    if not system:   # rows that stop on their own and rows cut at the length cap
+        assert {r.n_tokens < 12 for r in results} == {True, False}
+    assert [r.text for r in results] == [r.text for r in engine.generate(requests, sampling)]
+    expected = engine.hidden_means_ids([r.prompt_ids + r.token_ids for r in results],
+                                       [(len(r.prompt_ids), len(r.prompt_ids) + len(r.token_ids)) for r in results],
+                                       layers, [plan] * len(results))
+    np.testing.assert_allclose(means, expected, atol=2e-4, rtol=1e-4)

@@ -130,3 +130,22 @@ def test_hooks_handle_decoder_blocks_that_return_tuples():
     assert hooks.idle
     with torch.no_grad():
         torch.testing.assert_close(model(h, pos), plain)
+
+
+def test_top_k_sampling_draws_only_the_candidates_yet_equals_a_full_draw():
+    from raysim.engine.base import Sampling
+    from raysim.engine.hf import HFEngine
+    from raysim.engine.noise import uniforms
+
+    logits = torch.randn(64, 5000, generator=torch.Generator().manual_seed(0)) * 3
+    seeds = torch.arange(64, dtype=torch.int64) * 7919
+    sampling = Sampling(temperature=0.7, top_k=20)
+    got = HFEngine._sample(logits, sampling, seeds, step=3)
+    # The reference: mask all but the top k, Gumbel noise for the whole vocabulary.
+    scaled = logits / 0.7
+    kth = torch.topk(scaled, 20, dim=-1).values[:, -1:]
+    masked = scaled.masked_fill(scaled < kth, float("-inf"))
+    u = uniforms(seeds, torch.full_like(seeds, 3), 5000)
+    expected = (torch.log_softmax(masked, -1) - torch.log(-torch.log(u.clamp(max=1 - 1e-12))).float()).argmax(-1)
+    assert torch.equal(got, expected)
+    assert len(set(got.tolist())) > 10   # really sampled, not argmax

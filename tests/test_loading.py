@@ -199,7 +199,7 @@ def test_every_architecture_config_builds(name):
 
 
 def test_presets_match_the_reference_and_fit_the_model_depth():
-    assert set(preset_names()) == set(PSII_REFERENCE) | {"smollm2-135m"}
+    assert set(preset_names()) == set(PSII_REFERENCE) | {"smollm2-135m", "tiny-llama"}
     for name in preset_names():
         preset = model_preset(name)
         psii = preset["psii"]

@@ -82,6 +82,10 @@ class GenerationResult:
     code: int | None
     valid: bool
     n_tokens: int
+    token_ids: tuple[int, ...] = ()
+    """The generated ids, stop token excluded (the response as the model produced it)."""
+    prompt_ids: tuple[int, ...] = ()
+    """The prompt's ids as fed (prefix + question turn), so prompt_ids + token_ids is the sequence."""
 
 
 @dataclass
@@ -132,20 +136,39 @@ class LM(abc.ABC):
 
     def generate(self, requests: Sequence[Request], sampling: Sampling = Sampling()) -> list[GenerationResult]:
         """Sampled answers (per-request seeds), stopped at the end of the turn, parsed to a code."""
+        return self._generate(requests, sampling, None)[0]
+
+    def generate_with_means(self, requests: Sequence[Request], sampling: Sampling,
+                            layers: Sequence[int]) -> tuple[list[GenerationResult], np.ndarray]:
+        """:meth:`generate`, plus per request the mean hidden state over its response tokens (the
+        generated ids, stop excluded) at each of ``layers``: [requests, layers, hidden], zeros for
+        an empty response. The states are those a forward of prompt + response gives
+        (:meth:`hidden_means_ids`); a backend may read them while decoding instead."""
+        return self._generate(requests, sampling, list(layers))
+
+    def _generate(self, requests: Sequence[Request], sampling: Sampling,
+                  layers: list[int] | None) -> tuple[list[GenerationResult], np.ndarray | None]:
         results: list[GenerationResult | None] = [None] * len(requests)
+        means = None
         for group in self._groups(requests, with_options=False):
             seeds = [requests[item.index].seed for item in group.items]
-            outputs = self._generate_group(group, sampling, seeds, self.stop_ids)
-            for item, ids in zip(group.items, outputs):
+            outputs, group_means = self._generate_group(group, sampling, seeds, self.stop_ids, layers)
+            for k, (item, ids) in enumerate(zip(group.items, outputs)):
                 ids = [t for t in ids if t not in self.stop_ids]
                 text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
                 req = requests[item.index]
                 code = parse_answer(text, [(o.code, o.text) for o in req.options])
-                results[item.index] = GenerationResult(text, code, code is not None, len(ids))
-        return results  # type: ignore[return-value]
+                results[item.index] = GenerationResult(text, code, code is not None, len(ids), tuple(ids),
+                                                       tuple(group.prefix) + tuple(item.suffix))
+                if layers is not None:
+                    if means is None:
+                        means = np.zeros((len(requests), len(layers), group_means.shape[-1]), dtype=np.float32)
+                    means[item.index] = group_means[k]
+        return results, means  # type: ignore[return-value]
 
     def hidden_means(self, texts: Sequence[str], spans: Sequence[tuple[int, int]],
-                     layers: Sequence[int], unit: str = "token") -> np.ndarray:
+                     layers: Sequence[int], unit: str = "token",
+                     plans: Sequence[InjectionPlan | None] | None = None) -> np.ndarray:
         """Mean hidden state over ``spans[i]`` of ``texts[i]`` at each of ``layers`` (0 = embeddings,
         ℓ = output of decoder block ℓ−1), all from one forward pass: array [texts, layers, hidden].
 
@@ -154,7 +177,8 @@ class LM(abc.ABC):
         the final norm; here it is the last block's output, where a final vector is injected.
 
         Spans are [start, end) in tokens of ``encode(text)`` or, with ``unit="char"``, in characters
-        (every token overlapping the character span counts).
+        (every token overlapping the character span counts). ``plans[i]``, if given, is injected
+        into text i's forward (the states read are then the injected ones).
         """
         if len(texts) != len(spans):
             raise ValueError("texts and spans must have the same length")
@@ -163,10 +187,19 @@ class LM(abc.ABC):
             spans = [self._char_to_token_span(t, s) for t, s in zip(texts, spans)]
         elif unit != "token":
             raise ValueError(f"unit must be 'token' or 'char', got {unit!r}")
+        return self.hidden_means_ids(ids, spans, layers, plans)
+
+    def hidden_means_ids(self, ids: Sequence[Sequence[int]], spans: Sequence[tuple[int, int]],
+                         layers: Sequence[int], plans: Sequence[InjectionPlan | None] | None = None) -> np.ndarray:
+        """:meth:`hidden_means` on token ids (e.g. a prompt's ids + the ids a generation returned,
+        which decoding and re-encoding need not reproduce)."""
+        ids = [list(x) for x in ids]
+        if len(ids) != len(spans) or (plans is not None and len(plans) != len(ids)):
+            raise ValueError("ids, spans and plans must have the same length")
         for i, (start, end) in enumerate(spans):
             if not 0 <= start < end <= len(ids[i]):
                 raise ValueError(f"span {(start, end)} of text {i} outside its {len(ids[i])} tokens")
-        return self._hidden_means(ids, list(spans), list(layers))
+        return self._hidden_means(ids, list(spans), list(layers), list(plans) if plans is not None else None)
 
     # ------------------------------------------------------------------ backend core
 
@@ -175,14 +208,15 @@ class LM(abc.ABC):
         """Per item, the summed log-probability of each continuation after prefix + suffix."""
 
     @abc.abstractmethod
-    def _generate_group(self, group: TokenGroup, sampling: Sampling, seeds: list[int],
-                        stop_ids: frozenset[int]) -> list[list[int]]:
-        """Per item, the generated token ids (up to and including a stop id)."""
+    def _generate_group(self, group: TokenGroup, sampling: Sampling, seeds: list[int], stop_ids: frozenset[int],
+                        layers: list[int] | None) -> tuple[list[list[int]], np.ndarray | None]:
+        """Per item, the generated token ids (up to and including a stop id) and, if ``layers``,
+        the [items, layers, hidden] response means (:meth:`generate_with_means`)."""
 
     @abc.abstractmethod
     def _hidden_means(self, ids: list[list[int]], spans: list[tuple[int, int]],
-                      layers: list[int]) -> np.ndarray:
-        """[texts, layers, hidden] means over token spans."""
+                      layers: list[int], plans: list[InjectionPlan | None] | None) -> np.ndarray:
+        """[texts, layers, hidden] means over token spans, each row under its plan (if any)."""
 
     # ------------------------------------------------------------------ text → tokens
 

@@ -195,22 +195,43 @@ class HFEngine(LM):
     # ------------------------------------------------------------------ generation
 
     @torch.inference_mode()
-    def _generate_group(self, group: TokenGroup, sampling: Sampling, seeds: list[int],
-                        stop_ids: frozenset[int]) -> list[list[int]]:
+    def _generate_group(self, group: TokenGroup, sampling: Sampling, seeds: list[int], stop_ids: frozenset[int],
+                        layers: list[int] | None) -> tuple[list[list[int]], np.ndarray | None]:
         prefix_cache = self._prefix_cache(group)
         p = len(group.prefix)
         results: list[list[int]] = []
+        means: list[np.ndarray] = []
         seed_of = dict(zip((item.index for item in group.items), seeds))
         for start in range(0, len(group.items), self.generate_rows):
             batch = group.items[start: start + self.generate_rows]
-            results.extend(self._generate_batch(batch, [seed_of[i.index] for i in batch], group,
-                                                copy.deepcopy(prefix_cache), p, sampling, stop_ids))
-        return results
+            ids, batch_means = self._generate_batch(batch, [seed_of[i.index] for i in batch], group,
+                                                    copy.deepcopy(prefix_cache), p, sampling, stop_ids, layers)
+            results.extend(ids)
+            if layers is not None:
+                means.append(batch_means)
+        return results, (np.concatenate(means) if layers is not None else None)
 
-    def _generate_batch(self, batch, seeds, group, cache, p, sampling, stop_ids) -> list[list[int]]:
+    def _capture(self, layers: list[int], sums: torch.Tensor, live: list[torch.Tensor]):
+        """Hooks adding each live row's last-position state at ``layers`` into ``sums`` [rows, L, H]
+        (registered after the injection hooks, so they read the injected states); ``live[0]`` is
+        the [rows] float mask of rows whose fed token is a response token (all-zero: no capture)."""
+        modules = [(0, self.model.get_input_embeddings())] + [
+            (i + 1, m) for i, m in enumerate(decoder_layers(self.model))]
+        where = {layer: j for j, layer in enumerate(layers)}
+
+        def keep(j):
+            def hook(module, args, output):
+                hidden = output[0] if isinstance(output, tuple) else output
+                sums[:, j] += hidden[:, -1].float() * live[0][:, None]
+            return hook
+
+        return [m.register_forward_hook(keep(where[l])) for l, m in modules if l in where]
+
+    def _generate_batch(self, batch, seeds, group, cache, p, sampling, stop_ids,
+                        layers: list[int] | None = None) -> tuple[list[list[int]], np.ndarray | None]:
         rows = len(batch)
         width = max(len(item.suffix) for item in batch)
-        self._check_window(p + width + sampling.max_new_tokens - 1)   # the last token is not fed
+        self._check_window(p + width + sampling.max_new_tokens)
         dev = self.device
         # Suffixes right-aligned after the prefix; the pad gap in between is masked out and
         # positions skip it, so every row sees its own unpadded prompt.
@@ -229,21 +250,40 @@ class HFEngine(LM):
         out = [[] for _ in range(rows)]
         done = torch.zeros(rows, dtype=torch.bool)
         ids, mask, pos = ids.to(dev), mask.to(dev), pos.to(dev)
-        with self._inject([group.plan]):
-            for step in range(sampling.max_new_tokens):
-                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
-                                    past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-                token = self._sample(logits.float(), sampling, seed_t, step).cpu()
-                for r in range(rows):
-                    if not done[r]:
-                        out[r].append(int(token[r]))
-                        done[r] = int(token[r]) in stop_ids
-                if bool(done.all()):
-                    break
-                ids = token[:, None].to(dev)
-                mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=dev)], dim=1)
-                pos = pos[:, -1:] + 1
-        return out
+        # Response means are read while decoding: the token sampled at step k is fed at step k+1,
+        # so its states come with that forward (step 0 feeds the prompt: nothing to read).
+        live = [torch.zeros(rows, device=dev)]
+        sums = torch.zeros((rows, len(layers or []), self.loaded.hidden_size), device=dev)
+        handles = self._capture(layers, sums, live) if layers else []
+        try:
+            with self._inject([group.plan]):
+                for step in range(sampling.max_new_tokens):
+                    logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                                        past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                    token = self._sample(logits.float(), sampling, seed_t, step).cpu()
+                    fed = ~done   # rows whose sampled token is part of their answer
+                    for r in range(rows):
+                        if not done[r]:
+                            out[r].append(int(token[r]))
+                            done[r] = int(token[r]) in stop_ids
+                    live[0] = (fed & ~done).float().to(dev)   # the next forward feeds response tokens
+                    if bool(done.all()) or (step + 1 == sampling.max_new_tokens and not layers):
+                        break
+                    ids = token[:, None].to(dev)
+                    mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=dev)], dim=1)
+                    pos = pos[:, -1:] + 1
+                else:
+                    # Length-capped rows: their last token has not been fed yet; one forward reads it.
+                    self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                               use_cache=True, logits_to_keep=1)
+        finally:
+            for h in handles:
+                h.remove()
+        if not layers:
+            return out, None
+        counts = torch.tensor([len([t for t in o if t not in stop_ids]) for o in out], dtype=torch.float32)
+        means = sums.cpu() / counts.clamp(min=1)[:, None, None]
+        return out, means.numpy()
 
     @staticmethod
     def _sample(logits: torch.Tensor, sampling: Sampling, seeds: torch.Tensor, step: int) -> torch.Tensor:
@@ -252,6 +292,15 @@ class HFEngine(LM):
         if sampling.temperature <= 0:
             return logits.argmax(dim=-1)
         logits = logits / sampling.temperature
+        counters = torch.full_like(seeds, step)
+        if 0 < sampling.top_k < logits.shape[-1] and sampling.top_p >= 1.0:
+            # Gumbel noise for the k candidates only (the same uniforms a full draw gives them):
+            # drawing for the whole vocabulary cost more than the model's decode step.
+            top, ids = torch.topk(logits, sampling.top_k, dim=-1)
+            u = uniforms(seeds, counters, ids).to(logits.device)
+            gumbel = -torch.log(-torch.log(u.clamp(max=1 - 1e-12)))
+            pick = (torch.log_softmax(top, dim=-1) + gumbel.float()).argmax(dim=-1)
+            return ids.gather(-1, pick[:, None])[:, 0]
         if 0 < sampling.top_k < logits.shape[-1]:
             kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -260,7 +309,6 @@ class HFEngine(LM):
             cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
             drop = cum - torch.softmax(sorted_logits, dim=-1) >= sampling.top_p  # keep the first over p
             logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
-        counters = torch.full_like(seeds, step)
         u = uniforms(seeds, counters, logits.shape[-1]).to(logits.device)
         gumbel = -torch.log(-torch.log(u.clamp(max=1 - 1e-12)))
         return (torch.log_softmax(logits, dim=-1) + gumbel.float()).argmax(dim=-1)
@@ -268,7 +316,8 @@ class HFEngine(LM):
     # ------------------------------------------------------------------ hidden means
 
     @torch.inference_mode()
-    def _hidden_means(self, ids: list[list[int]], spans: list[tuple[int, int]], layers: list[int]) -> np.ndarray:
+    def _hidden_means(self, ids: list[list[int]], spans: list[tuple[int, int]], layers: list[int],
+                      plans=None) -> np.ndarray:
         n_layers = self.loaded.n_layers
         for layer in layers:
             if not 0 <= layer <= n_layers:
@@ -292,8 +341,10 @@ class HFEngine(LM):
         handles = [m.register_forward_hook(keep(l)) for l, m in modules if l in set(layers)]
         try:
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            self.model(input_ids=batch.to(self.device), attention_mask=mask.to(self.device),
-                       position_ids=pos.to(self.device), use_cache=False, logits_to_keep=1)
+            # The injection hooks were registered first, so the states captured include injection.
+            with self._inject(plans if plans is not None else [None] * len(ids)):
+                self.model(input_ids=batch.to(self.device), attention_mask=mask.to(self.device),
+                           position_ids=pos.to(self.device), use_cache=False, logits_to_keep=1)
         finally:
             for h in handles:
                 h.remove()

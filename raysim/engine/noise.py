@@ -43,12 +43,14 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
     return z ^ _lsr(z, 31)
 
 
-def _words(seeds: torch.Tensor, stream: int, counters: torch.Tensor, n: int) -> torch.Tensor:
-    """64-bit hash words [..., n] for seeds [B], counters [B, ...] and dimensions 0..n-1."""
+def _words(seeds: torch.Tensor, stream: int, counters: torch.Tensor, dims: int | torch.Tensor) -> torch.Tensor:
+    """64-bit hash words [..., n] for seeds [B], counters [B, ...] and dimensions 0..n-1 (or the
+    dimensions ``dims`` [B, ..., n] given)."""
     seeds = seeds.to(torch.int64).reshape(seeds.shape + (1,) * (counters.ndim - 1))
     h = _mix(_mix(_mix(seeds) ^ stream) ^ counters.to(torch.int64))
-    dims = torch.arange(n, device=counters.device, dtype=torch.int64)
-    return _mix(h.unsqueeze(-1) ^ dims)
+    if isinstance(dims, int):
+        dims = torch.arange(dims, device=counters.device, dtype=torch.int64)
+    return _mix(h.unsqueeze(-1) ^ dims.to(torch.int64))
 
 
 def _unit(words: torch.Tensor, high: bool) -> torch.Tensor:
@@ -68,9 +70,11 @@ def normals(seeds: torch.Tensor, term: int, positions: torch.Tensor, dim: int,
     return (radius * torch.cos(2.0 * math.pi * _unit(words, high=False))).to(dtype)
 
 
-def uniforms(seeds: torch.Tensor, counters: torch.Tensor, n: int,
+def uniforms(seeds: torch.Tensor, counters: torch.Tensor, n: int | torch.Tensor,
              stream: int = SAMPLING_STREAM) -> torch.Tensor:
-    """Uniforms in (0, 1] of shape [B, n] for per-row seeds [B] and counters [B] (e.g. a step)."""
+    """Uniforms in (0, 1] of shape [B, n] for per-row seeds [B] and counters [B] (e.g. a step), at
+    dimensions 0..n-1 or at the dimensions [B, n] given: a dimension's value does not depend on
+    which others are drawn (sampling draws only for its top-k candidates)."""
     return _unit(_words(seeds, stream, counters, n), high=True)
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from ..atomic import write_atomic
 from ..metrics.scores import OVERALL, Scores, score, to_markdown
 from ..pipeline.results import read_results
 from ..pipeline.rundir import load_run_config, results_dir
@@ -27,12 +26,6 @@ class Scorecard:
     overall_markdown: str
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: str = "probs") -> Scorecard:
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
@@ -45,7 +38,7 @@ def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: st
     overall = to_markdown(table[table["category"] == OVERALL])
     header = (f"Scores of {run_dir.name} ({mode} mode; {n_boot} bootstrap replicates, seed {seed}). "
               "Cells: value [95% interval] ×multiple of the human noise floor.\n\n")
-    _write_atomic(run_dir / "scores.csv", lambda p: table.to_csv(p, index=False))
-    _write_atomic(run_dir / "scores.parquet", lambda p: table.to_parquet(p, index=False))
-    _write_atomic(run_dir / "scores.md", lambda p: p.write_text(header + md))
+    write_atomic(run_dir / "scores.csv", lambda p: table.to_csv(p, index=False))
+    write_atomic(run_dir / "scores.parquet", lambda p: table.to_parquet(p, index=False))
+    write_atomic(run_dir / "scores.md", lambda p: p.write_text(header + md))
     return Scorecard(scores, header + md, header + overall)

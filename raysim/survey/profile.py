@@ -5,6 +5,11 @@ Phrases are data (``data/profile_<language>.yaml``) keyed by item id, so codeboo
 languages change without code changes. A code the codebook or the templates do not know
 raises ``ValueError`` naming the item and code; a missing value (null or a WVS missing
 code) only drops its sentence.
+
+Languages with grammatical gender in the second person (Arabic, Spanish, Russian) may give a
+phrase as ``{m: ..., f: ...}``; the row's sex (Q260) picks the form, and the masculine, the
+generic form of those languages, stands when the row has none. Country names in a language
+other than English come from ``data/country_names_<language>.yaml`` (ISO alpha-3 -> name).
 """
 
 from __future__ import annotations
@@ -20,13 +25,25 @@ import pandas as pd
 import yaml
 
 from .codebook import MISSING_CODES, Codebook
-from .countries import country_name
+from .countries import CountryError, country_name
 from .population import COUNTRY
 
 OTHER = "other"
 """The number form used for values without an exact-value phrase."""
 
 _FIELDS = {"codes": {"country"}, "number": {"value", "country"}, "label": {"label", "country"}}
+_SENTENCE_ENDS = (".", "。")  # the Latin/Arabic/Cyrillic full stop and the CJK one
+GENDER_ITEM = "Q260"
+_GENDERS = {1: "m", 2: "f"}
+"""Q260 code -> the phrase form it selects (WVS and carData both code 1 man, 2 woman)."""
+_DEFAULT_GENDER = "m"
+
+Phrase = str | Mapping[str, str]
+"""A sentence, or its forms by the respondent's gender ({"m": ..., "f": ...})."""
+
+
+def _pick(phrase: Phrase, gender: str) -> str:
+    return phrase if isinstance(phrase, str) else phrase[gender]
 
 
 class ProfileTemplateError(ValueError):
@@ -40,42 +57,55 @@ class ItemTemplate:
     template on ``{label}`` for country-specific codes)."""
 
     qid: str
-    codes: Mapping[int, str] | None = None
-    number: Mapping[int | str, str] | None = None
-    label: str | None = None
+    codes: Mapping[int, Phrase] | None = None
+    number: Mapping[int | str, Phrase] | None = None
+    label: Phrase | None = None
 
-    def render(self, code: int, country: str, labels: Mapping[int, str] | None) -> str | None:
-        """The sentence for ``code``; None where a coded item has no label for it."""
+    def render(self, code: int, country: str, labels: Mapping[int, str] | None,
+               gender: str = _DEFAULT_GENDER) -> str | None:
+        """The sentence for ``code`` in ``gender``'s form; None where a coded item has no
+        label for it."""
         if self.codes is not None:
             if code not in self.codes:
                 raise ValueError(f"item {self.qid}: code {code} has no profile phrase "
                                  f"(known codes {sorted(self.codes)})")
-            return self.codes[code].format(country=country)
+            return _pick(self.codes[code], gender).format(country=country)
         if self.number is not None:
-            return self.number.get(code, self.number[OTHER]).format(value=code, country=country)
+            return _pick(self.number.get(code, self.number[OTHER]), gender).format(value=code, country=country)
         if labels is None or code not in labels:
             return None
-        return self.label.format(label=labels[code], country=country)
+        return _pick(self.label, gender).format(label=labels[code], country=country)
 
 
 @dataclass(frozen=True)
 class ProfileTemplates:
     language: str
-    country: str
+    country: Phrase
     country_fallback: str
     order: tuple[str, ...]
     """Sentence order: item ids and ``country`` (the population's country column)."""
     items: Mapping[str, ItemTemplate]
+    separator: str = " "
+    """Between sentences ("" in Chinese, which sets none)."""
 
 
-def _check_phrase(text: Any, allowed: set[str], where: str) -> str:
+def _check_phrase(text: Any, allowed: set[str], where: str) -> Phrase:
+    if isinstance(text, dict):
+        if set(text) != set(_GENDERS.values()):
+            raise ProfileTemplateError(f"{where}: gendered forms must be exactly "
+                                       f"{sorted(_GENDERS.values())}, got {sorted(map(str, text))}")
+        return {g: _check_sentence(t, allowed, f"{where}.{g}") for g, t in text.items()}
+    return _check_sentence(text, allowed, where)
+
+
+def _check_sentence(text: Any, allowed: set[str], where: str) -> str:
     if not isinstance(text, str) or not text.strip():
         raise ProfileTemplateError(f"{where}: expected a non-empty string, got {text!r}")
     used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
     if not used <= allowed:
         raise ProfileTemplateError(f"{where}: unknown placeholder(s) {sorted(used - allowed)} "
                                    f"(allowed {sorted(allowed)})")
-    if not text.endswith("."):
+    if not text.endswith(_SENTENCE_ENDS):
         raise ProfileTemplateError(f"{where}: a sentence must end with a period: {text!r}")
     return text
 
@@ -118,10 +148,13 @@ def parse_templates(data: Any, name: str) -> ProfileTemplates:
     fallback = data.get("country_fallback")
     if not isinstance(fallback, str) or not fallback:
         raise ProfileTemplateError(f"profile templates {name!r}: no 'country_fallback'")
+    separator = data.get("separator", " ")
+    if not isinstance(separator, str):
+        raise ProfileTemplateError(f"profile templates {name!r}: 'separator' must be a string")
     return ProfileTemplates(
         language=data.get("language", name),
         country=_check_phrase(data.get("country"), {"country"}, f"profile templates {name!r} country"),
-        country_fallback=fallback, order=order, items=items)
+        country_fallback=fallback, order=order, items=items, separator=separator)
 
 
 def languages() -> list[str]:
@@ -138,6 +171,30 @@ def load_templates(language: str = "en") -> ProfileTemplates:
         raise ValueError(f"no profile templates for language {language!r}; available: {languages()}")
     path = resources.files("raysim.survey") / "data" / f"profile_{language}.yaml"
     return parse_templates(yaml.safe_load(path.read_text(encoding="utf-8")), language)
+
+
+@lru_cache(maxsize=None)
+def _country_names(language: str) -> dict[str, str]:
+    path = resources.files("raysim.survey") / "data" / f"country_names_{language}.yaml"
+    if not path.is_file():
+        raise CountryError(f"no country names for language {language!r} (no {path.name})")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
+                                             for k, v in data.items()):
+        raise CountryError(f"{path.name}: expected a mapping of alpha-3 codes to names")
+    return data
+
+
+def localized_country_name(alpha3: str, language: str = "en") -> str:
+    """The country's name as used in a sentence of ``language``; an unknown code, or a
+    known one the language's name file lacks, is a ``CountryError``."""
+    english = country_name(alpha3)  # raises for an unknown code
+    if language == "en":
+        return english
+    names = _country_names(language)
+    if alpha3 not in names:
+        raise CountryError(f"country_names_{language}.yaml has no name for {alpha3} ({english})")
+    return names[alpha3]
 
 
 def _is_null(value: object) -> bool:
@@ -160,17 +217,21 @@ def render_profile(row: Mapping[str, object], codebook: Codebook, *,
                    language: str = "en") -> str:
     """One respondent's profile: a sentence per templated item of ``codebook`` that is
     non-null in ``row`` (plus where they live, from ``row["country"]``), in the
-    templates' order. Coded items (ethnicity, language) need ``value_labels``
-    ({qid: {code: label}}) and are left out without a label for their code."""
+    templates' order, in ``language`` (country names included). Coded items (ethnicity,
+    language) need ``value_labels`` ({qid: {code: label}}) and are left out without a label
+    for their code."""
     templates = load_templates(language)
     alpha3 = row.get(COUNTRY)
     has_country = not _is_null(alpha3)
-    country = country_name(str(alpha3)) if has_country else templates.country_fallback
+    country = localized_country_name(str(alpha3), language) if has_country else templates.country_fallback
+    gender = _DEFAULT_GENDER
+    if GENDER_ITEM in codebook:
+        gender = _GENDERS.get(_code(row.get(GENDER_ITEM), GENDER_ITEM), _DEFAULT_GENDER)
     sentences = []
     for key in templates.order:
         if key == COUNTRY:
             if has_country:
-                sentences.append(templates.country.format(country=country))
+                sentences.append(_pick(templates.country, gender).format(country=country))
             continue
         if key not in codebook:
             continue
@@ -179,7 +240,7 @@ def render_profile(row: Mapping[str, object], codebook: Codebook, *,
             continue
         if not codebook[key].valid_code(code):
             raise ValueError(f"item {key}: code {code} is not a valid answer in codebook {codebook.name!r}")
-        text = templates.items[key].render(code, country, (value_labels or {}).get(key))
+        text = templates.items[key].render(code, country, (value_labels or {}).get(key), gender)
         if text is not None:
             sentences.append(text)
-    return " ".join(sentences)
+    return templates.separator.join(sentences)
