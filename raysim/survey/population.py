@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from ..atomic import write_atomic
 from .codebook import Codebook, load_codebook
 
 ID, COUNTRY, WEIGHT = "respondent_id", "country", "weight"
@@ -174,7 +175,4 @@ def _nullable(t: pa.DataType):
 
 
 def write_json_atomic(obj: object, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomic(Path(path), lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True)))
