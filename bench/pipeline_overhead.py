@@ -23,11 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import ray
 import torch
 
-from raysim.methods.registry import get_method
-from raysim.pipeline.actor import ModelActor, Work
+from raysim.methods.simulator import columns
+from raysim.pipeline.actor import ModelActor, Task, Work
 from raysim.pipeline.config import parse_config
 from raysim.pipeline.rundir import results_dir
 from raysim.pipeline.simulate import run, sample
@@ -47,6 +48,11 @@ def config(population: Path, *, method: str, model: dict, questions: int, per_co
     })
 
 
+def pool_share(actors: int, cpus: int = 2) -> float:
+    """CPUs each actor claims so that one stays free for Ray Data's tasks."""
+    return min(1.0, (cpus - 1) / actors)
+
+
 def direct(cfg, population: Path, out: Path, limit: int | None = None) -> tuple[float, int]:
     """The actor's code in this process over the config's respondents in its batch size."""
     people = sample(population, cfg).head(limit) if limit else sample(population, cfg)
@@ -55,9 +61,11 @@ def direct(cfg, population: Path, out: Path, limit: int | None = None) -> tuple[
     results = out / "results"
     results.mkdir(parents=True)
     started = time.perf_counter()
-    actor = ModelActor(Work(method=cfg.method, model=cfg.model, codebook="wvs7", qids=tuple(qids), run_id="direct",
-                            config_hash="direct", results_dir=str(results), threads=max(1, int(a.num_cpus))))
-    rows = read_population(population, columns=get_method(cfg.method).columns(load_codebook("wvs7")))
+    task = Task(method=cfg.spec, run_id="direct", config_hash="direct", results_dir=str(results),
+                todo=np.sort(people[ID].to_numpy(dtype=np.int64)))
+    actor = ModelActor(Work(model=cfg.model, codebook="wvs7", qids=tuple(qids), tasks=(task,),
+                            threads=max(1, int(a.num_cpus))))
+    rows = read_population(population, columns=columns(cfg.spec, load_codebook("wvs7")))
     rows = rows[rows[ID].isin(people[ID])].sort_values(ID).reset_index(drop=True)
     for start in range(0, len(rows), a.batch_size):
         actor(rows.iloc[start: start + a.batch_size])
@@ -109,9 +117,9 @@ def main() -> None:
             print(f"part 2: synthetic population of {args.respondents} respondents written in "
                   f"{time.perf_counter() - t0:.0f} s")
             tiny = {"random_init": "tiny-llama"}
-            # The pool takes 90% of the 2 CPUs: a pool claiming all of them starves Ray Data's
-            # read tasks and the dataset waits forever.
-            share = round(1.8 / args.scale_actors, 2)
+            # The pool leaves one whole CPU to Ray Data's read tasks (a pool claiming more starves
+            # them: the run refuses to start); torch still runs one thread per actor.
+            share = pool_share(args.scale_actors)
             cfg = config(pop, method="pe", model=tiny, questions=args.scale_questions, per_country=None,
                          actors=args.scale_actors, num_cpus=share, batch_size=256)
             sample_n = 2000
@@ -120,7 +128,7 @@ def main() -> None:
             t_s, n_s = through_pipeline(cfg, work / "run-scale")
             shards = len(list(results_dir(work / "run-scale").glob("*.parquet")))
             print(f"  bare engine (1 thread, {n_d} respondents): {n_d / t_d:8.1f} respondents/s")
-            print(f"  pipeline ({args.scale_actors} actors × {share:g} CPU, all {n_s} respondents): "
+            print(f"  pipeline ({args.scale_actors} actors × {share:g} CPU, 1 thread each, all {n_s} respondents): "
                   f"{n_s / t_s:8.1f} respondents/s, {n_s * args.scale_questions / t_s:8.1f} rows/s, "
                   f"{t_s:.0f} s, {shards} shards")
             print(f"  pipeline / bare-engine rate: {(n_s / t_s) / (n_d / t_d):.2f} "
@@ -130,10 +138,11 @@ def main() -> None:
                 rates = {}
                 for k in (1, 2):
                     c = config(pop, method="pe", model=tiny, questions=args.scale_questions, per_country=None,
-                               actors=k, num_cpus=0.9, batch_size=256)
+                               actors=k, num_cpus=pool_share(k), batch_size=256)
                     t, n = through_pipeline(c, work / f"run-actors-{k}", limit=subset)
                     rates[k] = n / t
-                    print(f"  {k} actor(s) × 0.9 CPU, {n} respondents: {rates[k]:8.1f} respondents/s")
+                    print(f"  {k} actor(s) × {pool_share(k):g} CPU (1 thread each), {n} respondents: "
+                          f"{rates[k]:8.1f} respondents/s")
                 print(f"  scaling 2 actors / 1 actor: {rates[2] / rates[1]:.2f} (linear = 2.00 on 2 cores)")
         if args.part in ("overhead", "both"):
             print(f"overhead: {100 * overhead:.1f}%")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -121,6 +122,26 @@ def _score(a: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment(a: argparse.Namespace) -> int:
+    from .pipeline.experiment import load_experiment, run_experiment
+
+    # bad configs and overrides fail before Ray starts
+    experiment = load_experiment(a.config, population=a.population, sample=a.sample, questions=a.questions,
+                                 model=a.model, answer=a.answer)
+    tables = run_experiment(experiment, a.out, command=shlex.join(["raysim", *a.argv]))
+    print(tables.read_text())
+    return 0
+
+
+def _methods(a: argparse.Namespace) -> int:
+    from .methods.spec import available_methods, get_method
+
+    for name in available_methods():
+        spec = get_method(name)
+        print(f"{name:<22} {spec.kind:<8} {spec.description}")
+    return 0
+
+
 def _identity_build(a: argparse.Namespace) -> int:
     from .engine.loading import ModelSpec
     from .identity.build import BuildParams
@@ -185,6 +206,8 @@ FORWARDED = {
                                 "noise calibration on Ray: sensitivity and sigma = max(0, 0.4 - sensitivity)"),
     ("identity", "collapse"): ("raysim.identity.collapse",
                                "diversity-collapse analysis: k-NN radius per layer, kernel-PCA plots"),
+    ("translate",): ("raysim.methods.translation",
+                     "have a model translate codebook items into zh/ar/es/ru, reviewed by a round trip (cached)"),
 }
 
 
@@ -247,6 +270,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulate at most this many more respondents (a smoke test; rerun to finish)")
     s.set_defaults(fn=_simulate)
 
+    s = sub.add_parser("experiment", help="several methods on one population and model (Ray), scored into "
+                                          "DIR/tables.md (the PSII paper's tables)")
+    s.add_argument("config", help="experiment YAML (configs/experiments/paper_table1.yaml)")
+    s.add_argument("-o", "--out", required=True, help="experiment directory; rerunning into it resumes")
+    s.add_argument("--population", default=None, help="override: a Parquet population, synthetic:N or cardata")
+    s.add_argument("--sample", type=int, default=None, help="override: respondents drawn from the population")
+    s.add_argument("--questions", type=int, default=None,
+                   help="override: questions, drawn evenly across the categories (0: all)")
+    s.add_argument("--model", default=None, help="override: model name_or_path (its configs/models preset)")
+    s.add_argument("--answer", choices=["logprob", "generate"], default=None, help="override: answer mode")
+    s.set_defaults(fn=_experiment)
+
+    s = sub.add_parser("methods", help="list the registered methods (configs/methods)")
+    s.set_defaults(fn=_methods)
+
     s = sub.add_parser("score", help="score a run directory against the human answers")
     s.add_argument("run_dir")
     s.add_argument("--boot", type=int, default=200, help="bootstrap replicates")
@@ -287,18 +325,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--dtype", default="float32")
     s.set_defaults(fn=_identity_dataset)
-    for (_, name), (_, text) in FORWARDED.items():
-        ident.add_parser(name, help=text + f" (see: raysim identity {name} --help)", add_help=False)
+    for key, (_, text) in FORWARDED.items():
+        parent = ident if key[0] == "identity" else sub
+        parent.add_parser(key[-1], help=text + f" (see: raysim {' '.join(key)} --help)", add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    forwarded = FORWARDED.get(tuple(argv[:2]))
+    key = next((k for k in FORWARDED if tuple(argv[:len(k)]) == k), None)
     try:
-        if forwarded:
-            return importlib.import_module(forwarded[0]).main(argv[2:])
+        if key:
+            return importlib.import_module(FORWARDED[key][0]).main(argv[len(key):])
         args = build_parser().parse_args(argv)
+        args.argv = argv
         return args.fn(args)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         # Bad input is the user's to fix: one line, no traceback.

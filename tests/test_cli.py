@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+from pipeline_helpers import ROOT
 from raysim.cli import main
 from raysim.survey.codebook import load_codebook
 from raysim.survey.official_layout import to_official_frame, write_official
@@ -109,3 +110,19 @@ def test_forwarded_identity_commands_have_their_own_help_and_errors(capsys, tmp_
     assert exit_.value.code == 0 and "usage: raysim identity calibrate" in capsys.readouterr().out
     assert main(["identity", "collapse", "--library", str(tmp_path), "-o", str(tmp_path / "out")]) == 2
     assert "is not a vector library" in capsys.readouterr().err
+
+
+def test_methods_lists_the_registry(capsys):
+    code, out, _ = run(capsys, "methods")
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    assert {"direct", "high_temp", "multilingual", "divreq", "pe", "simvbg", "psii", "psii_no_noise"} <= set(names)
+
+
+def test_experiment_input_errors_are_one_line(tmp_path, capsys):
+    code, _, err = run(capsys, "experiment", str(tmp_path / "none.yaml"), "-o", str(tmp_path / "x"))
+    assert code == 2 and "no such experiment config" in err and "Traceback" not in err
+    code, _, err = run(capsys, "experiment", str(ROOT / "configs/experiments/paper_table1.yaml"), "--population",
+                       "synthetic:many", "-o", str(tmp_path / "x"))
+    assert code == 2 and "expected synthetic:N" in err
+    assert not (tmp_path / "x").exists()   # refused before anything was written

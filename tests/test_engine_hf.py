@@ -52,6 +52,18 @@ def test_exact_scoring_equals_brute_force(engine):
         np.testing.assert_allclose(got.probs, brute_force(engine, req), atol=1e-4)
 
 
+def test_scoring_at_a_temperature_equals_brute_force(engine):
+    reqs = [Request(PREFIX, Q_FAMILY, SCALE), Request(PREFIX, Q_WORK, LABELS)]   # multi-token answers too
+    cold = engine.score(reqs)
+    hot = engine.score(reqs, temperature=2.0)
+    for req, c, h in zip(reqs, cold, hot):
+        np.testing.assert_allclose(h.probs, brute_force(engine, req, temperature=2.0), atol=1e-4)
+        entropy = lambda p: float(-(p * np.log(p)).sum())   # noqa: E731
+        assert entropy(h.probs) > entropy(c.probs)   # a hotter sampler spreads its answers
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        engine.score(reqs, temperature=0.0)
+
+
 def test_prefix_shared_equals_separate_prompts_with_noise(engine):
     plan = _plan(engine, seed=5, sigma=0.5, scale=2.0)
     reqs = [Request(PREFIX, q, opts, plan) for q, opts in ((Q_FAMILY, SCALE), (Q_TAX, SCALE), (Q_WORK, LABELS))]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from raysim.methods import templates as tpl
-from raysim.methods.prompts import PE_SYSTEM
+from raysim.methods.prompts import persona_prefix
 from raysim.methods.templates import LANGUAGES, PromptTemplateError, load_prompts, parse_prompts
 from raysim.survey import cardata, profile
 from raysim.survey.cardata import load_cardata
@@ -241,9 +241,11 @@ def test_country_name_errors(monkeypatch):
 
 # --- method prompts ---------------------------------------------------------------------------
 
-def test_english_pe_prompt_is_the_one_the_methods_use():
-    assert load_prompts("en").pe_system == PE_SYSTEM
+def test_pe_prefix_is_the_templates_pe_system_turn():
     assert load_prompts().language == "en"
+    for language in LANGUAGES:
+        (turn,) = persona_prefix("<P>", language)
+        assert turn == {"role": "system", "content": load_prompts(language).pe_system.format(profile="<P>")}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -274,7 +276,7 @@ def _prompt_doc(**changes) -> dict:
     ({"extra": "x"}, r"unknown key\(s\) \['extra'\]"),
     ({"pe_system": "Answer. Reply with the number of the answer you choose and nothing else."},
      r"key 'pe_system': placeholders \[\], expected \['\{profile\}'\]"),
-    ({"pe_system": PE_SYSTEM + " {profile}"}, r"key 'pe_system': placeholders \['\{profile\}', '\{profile\}'\]"),
+    ({"pe_system": load_prompts("en").pe_system + " {profile}"}, r"key 'pe_system': placeholders \['\{profile\}', '\{profile\}'\]"),
     ({"simvbg_background": "Write about {person}."}, r"key 'simvbg_background': placeholders \['\{person\}'\]"),
     ({"direct_system": "Be {x}."}, r"key 'direct_system': placeholders \['\{x\}'\], expected \[\]"),
     ({"simvbg_cognitive": "Think {"}, r"key 'simvbg_cognitive': malformed braces"),

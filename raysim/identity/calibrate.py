@@ -24,17 +24,16 @@ import yaml
 
 from ..engine.base import LM
 from ..engine.loading import ModelSpec
-from ..engine.noise import derive_seed
 from ..engine.plan import NOISE_SCOPES, PlanError, scoped
 from ..methods.prompts import persona_prefix, request
 from ..survey.batteries import battery_items
 from ..survey.cardata import load_cardata
 from ..survey.codebook import Codebook, load_codebook
-from ..survey.population import BASE_COLUMNS, ID, codebook_of, read_population
-from ..survey.profile import load_templates, render_profile
+from ..survey.population import BASE_COLUMNS, ID, codebook_of, read_population, records
+from ..survey.profile import profile_columns, render_profile
 from ..survey.synthetic import synth_frames
 from .dataset import ATTRIBUTES
-from .injection import PsiiPreset, psii_plan
+from .injection import PsiiPreset, check_setup, psii_plan, respondent_seed
 from .library import VectorLibrary, load_library
 
 SIGMA_CAP = 0.4
@@ -61,20 +60,9 @@ class CalibrationResult:
 # --------------------------------------------------------------------------- agents
 
 
-def respondent_seed(seed: int, respondent_id: int) -> int:
-    """The noise seed of one respondent: a pure function of (seed, id), whatever the batch."""
-    return derive_seed(seed, f"respondent:{int(respondent_id)}")
-
-
-def records(respondents: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts with None for missing cells (pandas' NA, or NaN after a trip through Ray),
-    which both the profile and the plan read as "not answered"."""
-    return respondents.astype(object).where(respondents.notna(), None).to_dict("records")
-
-
 def agent_columns(codebook: Codebook) -> list[str]:
     """The population columns an agent needs: base columns, profile items, PSII attributes."""
-    wanted = [k for k in load_templates().order if k in codebook] + [a for a in ATTRIBUTES if a in codebook]
+    wanted = profile_columns(codebook) + [a for a in ATTRIBUTES if a in codebook]
     return list(BASE_COLUMNS) + list(dict.fromkeys(c for c in wanted if c not in BASE_COLUMNS))
 
 
@@ -119,16 +107,6 @@ def load_preset(name_or_path: str) -> PsiiPreset:
             raise PlanError(f"{path}: no psii block")
         return PsiiPreset.from_dict(data["psii"])
     return PsiiPreset.for_model(name_or_path)
-
-
-def check_setup(engine: LM, library: VectorLibrary, preset: PsiiPreset) -> None:
-    """Refuse a library built for another model, and a preset injecting outside the model."""
-    loaded = engine.loaded
-    library.check_model(loaded.name, loaded.fingerprint, loaded.n_layers, loaded.hidden_size)
-    used = {a: preset.layer_of(a) for a in library.attributes}
-    bad = {a: layer for a, layer in used.items() if not 1 <= layer <= loaded.n_layers}
-    if bad:
-        raise PlanError(f"the preset injects {bad} but model {loaded.name} has layers 1..{loaded.n_layers}")
 
 
 def load_setup(model: ModelSpec, library: str | None, preset: str) -> tuple[LM, VectorLibrary, PsiiPreset]:

@@ -33,11 +33,10 @@ from ..methods.prompts import persona_prefix, request
 from ..atomic import write_atomic
 from ..survey.batteries import battery_items
 from ..survey.codebook import Codebook
-from ..survey.population import ID
+from ..survey.population import ID, records
 from ..survey.profile import render_profile
-from .calibrate import (add_setup_arguments, check_setup, load_agents, load_setup, model_spec, records,
-                        respondent_seed)
-from .injection import PsiiPreset, psii_plan
+from .calibrate import add_setup_arguments, load_agents, load_setup, model_spec
+from .injection import PsiiPreset, check_setup, psii_plan, respondent_seed
 from .library import VectorLibrary
 
 CHUNK = 16

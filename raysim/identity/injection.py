@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
+from ..engine.base import LM
+from ..engine.noise import derive_seed
 from ..engine.plan import InjectionPlan, PlanError, Term
 from .dataset import ATTRIBUTES
 from .library import LibraryError, VectorLibrary
@@ -74,6 +77,21 @@ class PsiiPreset:
         return replace(self, **changes)
 
 
+def check_setup(engine: LM, library: VectorLibrary, preset: PsiiPreset) -> None:
+    """Refuse a library built for another model, and a preset injecting outside the model."""
+    loaded = engine.loaded
+    library.check_model(loaded.name, loaded.fingerprint, loaded.n_layers, loaded.hidden_size)
+    used = {a: preset.layer_of(a) for a in library.attributes}
+    bad = {a: layer for a, layer in used.items() if not 1 <= layer <= loaded.n_layers}
+    if bad:
+        raise PlanError(f"the preset injects {bad} but model {loaded.name} has layers 1..{loaded.n_layers}")
+
+
+def respondent_seed(seed: int, respondent_id: int) -> int:
+    """The noise seed of one respondent: a pure function of (seed, id), whatever the batch."""
+    return derive_seed(seed, f"respondent:{int(respondent_id)}")
+
+
 def _answered(value: Any) -> bool:
     # Missing answers (negative WVS codes, None/NaN/pd.NA) contribute no vector.
     if value is None or pd.isna(value):
@@ -83,9 +101,14 @@ def _answered(value: Any) -> bool:
 
 def psii_plan(library: VectorLibrary, respondent: Mapping[str, Any], preset: PsiiPreset, seed: int,
               language: str | None = None, attributes: tuple[str, ...] = ATTRIBUTES,
-              sigma: float | None = None) -> InjectionPlan:
+              sigma: float | None = None, demographic: bool = True,
+              skip_unknown: bool = False) -> InjectionPlan:
     """The plan for one respondent: a term per answered attribute, noise σ (the preset's unless
-    given), and the language vector of ``language`` at the final block (none if None)."""
+    given), and the language vector of ``language`` at the final block (none if None).
+
+    ``demographic=False`` keeps the terms but zeroes their vectors (noise only: an ablation).
+    A value the library has no vector for (e.g. an "Other" code) raises, or with
+    ``skip_unknown`` contributes no term, as an unanswered item."""
     terms = []
     for attribute in attributes:
         value = respondent.get(attribute)
@@ -93,8 +116,12 @@ def psii_plan(library: VectorLibrary, respondent: Mapping[str, Any], preset: Psi
             continue
         if attribute not in library.attributes:
             raise LibraryError(f"the vector library has no attribute {attribute}")
+        if skip_unknown and int(value) not in library.attributes[attribute]:
+            continue
         layer = preset.layer_of(attribute)
-        terms.append(Term(layer, library.vector(attribute, int(value), layer), preset.vector_scale))
+        vector = (library.vector(attribute, int(value), layer) if demographic
+                  else np.zeros(library.manifest.hidden_size, np.float32))
+        terms.append(Term(layer, vector, preset.vector_scale))
     final = None
     if language is not None and preset.language_scale:
         final = library.language(language) * preset.language_scale

@@ -56,6 +56,7 @@ from ..survey.population import COUNTRY, ID, WEIGHT
 from . import distributions as D
 
 MODES = ("probs", "sampled")
+BY = ("country", "sample")
 COMPARISONS = ("kl", "js", "mae", "w1", "ed")
 SINGLES = ("entropy_sim", "entropy_human", "variance_sim", "variance_human")
 METRICS = COMPARISONS + SINGLES
@@ -462,13 +463,18 @@ def _question_rows(method: str, country: str, cs: _CountryScores, layout: _Layou
 # ---------------------------------------------------------------- entry points
 
 def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: Codebook, *,
-          mode: str = "probs", n_boot: int = 200, seed: int = 0, level: float = 0.95) -> Scores:
+          mode: str = "probs", n_boot: int = 200, seed: int = 0, level: float = 0.95,
+          by: str = "country") -> Scores:
     """Score every method in ``results`` against ``population`` (see the module docstring).
 
     ``results`` follows the result-row contract (pandas or Arrow), ``population`` the
-    canonical population frame (``read_population``)."""
+    canonical population frame (``read_population``). ``by="sample"`` scores all matched
+    respondents as one group (country "ALL"): a sample drawn across countries, too few per
+    country to score each (the PSII paper's 100 respondents)."""
     if mode not in MODES:
         raise ScoreError(f"mode {mode!r} is not one of {MODES}")
+    if by not in BY:
+        raise ScoreError(f"by {by!r} is not one of {BY}")
     if n_boot < 1 or not 0 < level < 1:
         raise ScoreError(f"need n_boot ≥ 1 and 0 < level < 1 (got n_boot={n_boot}, level={level})")
     t = _as_table(results)
@@ -491,9 +497,12 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
         ans, unmatched[method] = _simulated(mt, pop, layout, mode, method)
         per_country: list[dict[str, _Figure]] = []
         n_total = 0
-        for code in np.unique(pop.countries[ans.pop_rows]):
-            country = str(pop.names[code])
-            rows = ans.pop_rows[pop.countries[ans.pop_rows] == code]
+        if by == "sample":
+            groups = [(POOLED, ans.pop_rows)]
+        else:
+            groups = [(str(pop.names[code]), ans.pop_rows[pop.countries[ans.pop_rows] == code])
+                      for code in np.unique(pop.countries[ans.pop_rows])]
+        for country, rows in groups:
             cs = _score_country(_human_onehot(pop, rows, layout), _sim_matrix(ans, rows, layout),
                                 weights[rows], layout, _country_rng(seed, country), n_boot)
             figs = _figures(cs, layout)
@@ -501,8 +510,9 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
             n_total += cs.n
             table_rows += _rows(method, country, cs.n, figs, layout, level)
             questions.append(_question_rows(method, country, cs, layout))
-        pooled = {m: _pool([f[m] for f in per_country]) for m in METRICS}
-        table_rows += _rows(method, POOLED, n_total, pooled, layout, level)
+        if by == "country":
+            pooled = {m: _pool([f[m] for f in per_country]) for m in METRICS}
+            table_rows += _rows(method, POOLED, n_total, pooled, layout, level)
 
     table = pd.DataFrame(table_rows, columns=list(TABLE_COLUMNS))
     per_question = pd.concat(questions, ignore_index=True)[list(QUESTION_COLUMNS)]

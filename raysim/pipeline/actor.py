@@ -1,23 +1,26 @@
 """The model actor: one engine replica in a Ray Data actor pool (``map_batches`` with this
 callable class).
 
-Each batch's result rows are written by the actor itself as one atomic shard named by a hash of
-the batch's respondent ids, and only a small manifest (respondent, country, shard) flows back:
-result rows never travel through the object store to the driver. A batch retried after an actor
-dies has the same respondents, so it rewrites the same shard: no row is lost or duplicated.
+One pass may serve several methods (an experiment): the actor runs each method on the batch's
+respondents that method still needs. Each method's rows of a batch are written by the actor
+itself as one atomic shard in that method's run directory, named by a hash of the respondent ids,
+and only a small manifest (respondent, country, shard) flows back: result rows never travel
+through the object store to the driver. A batch retried after an actor dies has the same
+respondents, so it rewrites the same shards: no row is lost or duplicated.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..engine.loading import ModelSpec
-from ..methods.registry import get_method
+from ..methods.simulator import Setup, Simulator
+from ..methods.spec import MethodSpec
 from ..survey.codebook import load_codebook
 from ..survey.population import COUNTRY, ID
 from .results import write_results_shard
@@ -26,16 +29,32 @@ SHARD = "shard"
 
 
 @dataclass(frozen=True)
-class Work:
-    """What every actor of a run needs (small and picklable: it goes to every actor)."""
+class Task:
+    """One method's share of a pass: where its rows go and which respondents it still needs."""
 
-    method: str
-    model: ModelSpec
-    codebook: str
-    qids: tuple[str, ...]
+    method: MethodSpec
     run_id: str
     config_hash: str
     results_dir: str
+    todo: np.ndarray = field(compare=False)
+    """Sorted respondent ids this method still needs (others in a batch are complete already)."""
+    answer: str = "logprob"
+    seed: int = 0
+    vectors: str | None = None
+    """The vector library of an injecting method ("embedded": the packaged one)."""
+    preset: str | None = None
+    translations: str | None = None
+
+
+@dataclass(frozen=True)
+class Work:
+    """What every actor of a pass needs (picklable: it goes to every actor). Several methods
+    share one pass over the population, and one model replica per actor."""
+
+    model: ModelSpec
+    codebook: str
+    qids: tuple[str, ...]
+    tasks: tuple[Task, ...]
     threads: int = 1
 
 
@@ -53,19 +72,46 @@ class ModelActor:
         # and small matmuls slow down by orders of magnitude.
         torch.set_num_threads(work.threads)
         self.work = work
-        self.method = get_method(work.method)
-        self.codebook = load_codebook(work.codebook)
-        self.engine = None
-        if self.method.needs_model:   # loaded once per actor, never per batch
+        self._loaded: dict[tuple[str, str], object] = {}
+        codebook = load_codebook(work.codebook)
+        # The cheap parts first: a bad library or preset fails before the model loads.
+        setups = [self._setup(task, codebook) for task in work.tasks]
+        engine = None
+        if any(t.method.needs_model for t in work.tasks):   # loaded once per actor, never per batch
             from ..engine.hf import HFEngine
             from ..engine.loading import load_model
 
-            self.engine = HFEngine(load_model(work.model))
+            engine = HFEngine(load_model(work.model))
+        self.simulators = [Simulator(t.method, engine if t.method.needs_model else None, setup)
+                           for t, setup in zip(work.tasks, setups)]
+
+    def _setup(self, task: Task, codebook) -> Setup:
+        library = preset = translations = None
+        if task.method.injection is not None:
+            from ..identity.calibrate import load_preset
+            from ..identity.library import load_library
+
+            library, preset = self._once(load_library, task.vectors), load_preset(task.preset)
+        if task.translations is not None:
+            from ..methods.translation import Translations
+
+            translations = self._once(Translations.load, task.translations)
+        return Setup(codebook=codebook, qids=self.work.qids, answer=task.answer, seed=task.seed,
+                     library=library, preset=preset, translations=translations)
+
+    def _once(self, load, path: str):
+        """One library / translation cache per actor however many methods use it."""
+        key = (load.__qualname__, path)
+        if key not in self._loaded:
+            self._loaded[key] = load(path)
+        return self._loaded[key]
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        w = self.work
         batch = batch.sort_values(ID, kind="stable").reset_index(drop=True)
-        rows = self.method.run(self.engine, batch, self.codebook, list(w.qids), w.run_id, w.config_hash)
-        name = shard_name(batch[ID].to_numpy())
-        write_results_shard(rows, Path(w.results_dir), name)
-        return pd.DataFrame({ID: batch[ID].to_numpy(dtype=np.int64), COUNTRY: batch[COUNTRY].astype(str), SHARD: name})
+        ids = batch[ID].to_numpy(dtype=np.int64)
+        for task, simulator in zip(self.work.tasks, self.simulators):
+            mine = batch[np.isin(ids, task.todo, assume_unique=True)]
+            if len(mine):
+                rows = simulator(mine.reset_index(drop=True), task.run_id, task.config_hash)
+                write_results_shard(rows, Path(task.results_dir), shard_name(mine[ID].to_numpy()))
+        return pd.DataFrame({ID: ids, COUNTRY: batch[COUNTRY].astype(str), SHARD: shard_name(ids)})

@@ -1,11 +1,17 @@
 """The run config of a simulation (YAML), validated into frozen dataclasses.
 
     population: {path: DIR} | {synthetic: {n: 2000, seed: 0}} | {cardata: true}
-    sampling:   {per_country: 3, countries: [DEU, USA], seed: 0}   # per_country null: everyone
+    sampling:   {per_country: 3, countries: [DEU, USA], seed: 0}   # or {n: 100}; neither: everyone
     questions:  24             # 0: the whole questionnaire, else N spread over the categories
-    method:     pe             # raysim.methods.registry
+    method:     pe             # configs/methods/<name>.yaml, or a method YAML file
+    answer:     logprob        # logprob (exact option probabilities) | generate (sampled answers)
     model:      {name_or_path: embedded, dtype: float32, device: cpu}   # ModelSpec fields
+    vectors:    embedded       # injecting methods: the vector library (default: the embedded one
+                               # for the embedded model); preset: configs/models name (default: the model's)
+    translations: DIR          # mixed-language methods: the cache of `raysim translate` (optional)
     actors:     {number: 2, num_cpus: 0.5, num_gpus: 0, batch_size: 8}
+
+The seed (``sampling.seed``) also seeds the method: prompt languages, noise, sampled answers.
 
 Generated populations (synthetic, cardata) are written once into RUN_DIR/population.
 ``resolved`` is what RUN_DIR/config.yaml holds and what its hash covers: everything that
@@ -23,7 +29,9 @@ from typing import Any
 import yaml
 
 from ..engine.loading import ModelSpec
-from ..methods.registry import get_method
+from ..engine.loading import EMBEDDED_PRESET, preset_for
+from ..mappings import from_mapping
+from ..methods.spec import ANSWER_MODES, MethodError, MethodSpec, get_method
 from ..survey.codebook import load_codebook
 from ..survey.population import codebook_of
 from ..survey.sampling import questions_evenly
@@ -63,13 +71,18 @@ class Population:
 
 @dataclass(frozen=True)
 class Sampling:
-    per_country: int | None = None   # None: every respondent
+    per_country: int | None = None   # None: every respondent (or n of them)
     countries: tuple[str, ...] = ()  # (): every country
     seed: int = 0
+    n: int | None = None             # respondents drawn from the whole population (the paper's 100)
 
     def __post_init__(self) -> None:
         if self.per_country is not None and self.per_country <= 0:
             raise ConfigError(f"sampling.per_country must be positive or null, got {self.per_country}")
+        if self.n is not None and self.n <= 0:
+            raise ConfigError(f"sampling.n must be positive or null, got {self.n}")
+        if self.n is not None and self.per_country is not None:
+            raise ConfigError("sampling: give per_country or n, not both")
 
 
 @dataclass(frozen=True)
@@ -92,13 +105,43 @@ class RunConfig:
     method: str
     sampling: Sampling = Sampling()
     questions: int = 0
+    answer: str = "logprob"
     model: ModelSpec = ModelSpec()
+    vectors: str | None = None
+    preset: str | None = None
+    translations: str | None = None
     actors: Actors = Actors()
 
     def __post_init__(self) -> None:
-        get_method(self.method)
+        try:
+            self.spec
+        except MethodError as e:
+            raise ConfigError(f"method: {e}") from None
         if self.questions < 0:
             raise ConfigError(f"questions must be >= 0 (0: all), got {self.questions}")
+        if self.answer not in ANSWER_MODES:
+            raise ConfigError(f"answer must be one of {list(ANSWER_MODES)}, got {self.answer!r}")
+        if self.spec.injection is not None and self.vectors is None and self.preset_name() != EMBEDDED_PRESET:
+            raise ConfigError(f"method {self.spec.name!r} injects vectors: set vectors: to the library "
+                              f"built for {self.model.name_or_path} (raysim identity build)")
+        if self.translations is not None and not Path(self.translations).is_dir():
+            raise ConfigError(f"translations: {self.translations} is not a directory")
+
+    @property
+    def spec(self) -> MethodSpec:
+        return get_method(self.method)
+
+    def preset_name(self) -> str:
+        name = self.preset or preset_for(self.model)
+        if name is None:
+            raise ConfigError(f"no model preset for {self.model.name_or_path!r} in configs/models: set preset:")
+        return name
+
+    def vector_library(self) -> str | None:
+        """The library an injecting method uses: the given one, or the embedded default's."""
+        if self.spec.injection is None:
+            return None
+        return str(Path(self.vectors).resolve()) if self.vectors not in (None, "embedded") else "embedded"
 
     def population_path(self, run_dir: str | Path) -> Path:
         if self.population.generated:
@@ -122,31 +165,37 @@ class RunConfig:
                                   {"synthetic": dataclasses.asdict(pop.synthetic)} if pop.synthetic else
                                   {"cardata": True}),
             "codebook": cb.name,
-            "method": self.method,
-            "model": dataclasses.asdict(self.model) if get_method(self.method).needs_model else None,
+            "method": self.spec.name,
+            "method_spec": self.spec.to_dict(),
+            "answer": self.answer,
+            "model": dataclasses.asdict(self.model) if self.spec.needs_model else None,
+            "injection": self._injection(),
+            "translations": (str(Path(self.translations).resolve())
+                             if self.translations and self.spec.language != "en" else None),
             "per_country": self.sampling.per_country,
+            "sample_n": self.sampling.n,
             "countries": list(self.sampling.countries),
             "seed": self.sampling.seed,
             "questions": questions_evenly(cb, self.questions),
         }
 
 
+    def _injection(self) -> dict[str, Any] | None:
+        """Which vectors and preset an injecting method uses (their content, so a rebuilt library
+        or an edited preset is a different run)."""
+        if self.spec.injection is None:
+            return None
+        from ..identity.calibrate import load_preset
+        from ..identity.library import load_library
+
+        library = load_library(self.vector_library())
+        return {"vectors": self.vector_library(), "library_fingerprint": library.manifest.fingerprint,
+                "dataset_hash": library.manifest.dataset_hash, "preset": self.preset_name(),
+                "psii": dataclasses.asdict(load_preset(self.preset_name()))}
+
+
 def _build(cls, raw: Any, where: str):
-    """``cls`` from a mapping, rejecting unknown keys with their location."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    try:
-        return cls(**raw)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}: {e}") from None
+    return from_mapping(cls, raw, where, ConfigError)
 
 
 def parse_config(raw: Any) -> RunConfig:

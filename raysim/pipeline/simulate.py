@@ -23,14 +23,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..methods.registry import get_method
+from ..methods.simulator import columns
 from ..survey.cardata import write_cardata
 from ..survey.codebook import load_codebook
 from ..survey.population import COUNTRY, ID, dataset, read_population
-from ..survey.sampling import sample_per_country
+from ..survey.sampling import sample_n, sample_per_country
 from ..survey.synthetic import write_synthetic
-from .actor import ModelActor, Work
-from .config import RunConfig
+from .actor import ModelActor, Task, Work
+from .config import Actors, ConfigError, RunConfig
 from .progress import CountryProgress, log
 from .results import ResultsError, read_results
 from .rundir import init_run_dir, results_dir
@@ -75,6 +75,8 @@ def sample(population: Path, config: RunConfig) -> pd.DataFrame:
         if unknown:
             raise ValueError(f"sampling.countries {unknown} have no respondents in {population}")
         people = people[people[COUNTRY].isin(s.countries)]
+    if s.n is not None:
+        return sample_n(people, s.n, s.seed)
     if s.per_country is None:
         return people.sort_values([COUNTRY, ID], kind="stable").reset_index(drop=True)
     return sample_per_country(people, s.per_country, s.seed)
@@ -129,35 +131,86 @@ def ray_session() -> Iterator[None]:
             ray.shutdown()
 
 
+def check_resources(actors: Actors) -> None:
+    """Refuse a pool that leaves Ray Data no whole CPU: its read tasks (1 CPU each) would wait
+    forever behind the actors and the run would hang."""
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0.0)
+    claimed = actors.number * actors.num_cpus
+    if total - claimed < 1:
+        raise ConfigError(f"actors claim {claimed:g} of the cluster's {total:g} CPUs ({actors.number} × num_cpus "
+                          f"{actors.num_cpus:g}): Ray Data's read tasks need one free CPU; lower actors.num_cpus "
+                          f"(fractions are fine: torch uses max(1, int(num_cpus)) threads per actor)")
+
+
+def _shared(runs: list[tuple[RunConfig, Path]]) -> RunConfig:
+    """The first config, after checking that all runs of one pass share what the pass shares."""
+    first, first_dir = runs[0]
+    for config, run_dir in runs[1:]:
+        for what, get in (("population", lambda c, d: c.population_path(d)), ("sampling", lambda c, d: c.sampling),
+                          ("questions", lambda c, d: c.questions), ("actors", lambda c, d: c.actors)):
+            if get(config, run_dir) != get(first, first_dir):
+                raise ValueError(f"runs of one pass must share their {what}: {run_dir.name} differs from {first_dir.name}")
+        if config.spec.needs_model and first.spec.needs_model and config.model != first.model:
+            raise ValueError(f"runs of one pass must share their model: {run_dir.name} differs from {first_dir.name}")
+    return first
+
+
+def _task(config: RunConfig, run_dir: Path, h: str, todo: np.ndarray, translations: str | None) -> Task:
+    return Task(method=config.spec, run_id=run_dir.name, config_hash=h, results_dir=str(results_dir(run_dir)),
+                todo=np.sort(todo), answer=config.answer, seed=config.sampling.seed,
+                vectors=config.vector_library(), preset=config.preset_name() if config.spec.injection else None,
+                translations=translations)
+
+
 def run(config: RunConfig, run_dir: str | Path, *, limit: int | None = None,
         emit: Callable[[str], None] = log) -> Completeness:
     """Simulate the config's respondents into ``run_dir``, skipping those already complete.
     ``limit`` stops after that many more respondents (a smoke test; rerun to finish). Raises
     IncompleteRunError if, at the end, rows are duplicated or (without a limit) missing."""
+    return run_many([(config, Path(run_dir))], limit=limit, emit=emit)[0]
+
+
+def run_many(runs: list[tuple[RunConfig, Path]], *, limit: int | None = None,
+             emit: Callable[[str], None] = log) -> list[Completeness]:
+    """Several runs (methods) over the same respondents in one pass: the population is read once
+    and each actor loads the model once for all of them. Each run keeps its own directory, config
+    hash and resumption; a respondent goes through the pass if any run still lacks it, and each
+    method answers only for the runs that lack it."""
     import ray
 
-    run_dir = Path(run_dir).resolve()
-    resolved = config.resolved(run_dir)
-    h = init_run_dir(run_dir, resolved)
-    _remove_partial_writes(run_dir)
-    population = ensure_population(config, run_dir)
-    qids = resolved["questions"]
-    method = get_method(config.method)
-    codebook = load_codebook(resolved["codebook"])
+    runs = [(config, Path(run_dir).resolve()) for config, run_dir in runs]
+    config0 = _shared(runs)
+    population = ensure_population(config0, runs[0][1])
+    resolved = [config.resolved(run_dir) for config, run_dir in runs]
+    hashes = [init_run_dir(run_dir, r) for (_, run_dir), r in zip(runs, resolved)]
+    for _, run_dir in runs:
+        _remove_partial_writes(run_dir)
+    qids = resolved[0]["questions"]
+    codebook = load_codebook(resolved[0]["codebook"])
 
-    chosen = sample(population, config)
-    is_done = chosen[ID].isin(complete_respondents(run_dir, len(qids)))
-    todo = chosen[~is_done].head(limit) if limit is not None else chosen[~is_done]
-    emit(f"run {run_dir.name} ({h}): {config.method}, {len(chosen)} respondents × {len(qids)} questions; "
-         f"{int(is_done.sum())} already complete, {len(todo)} to do")
+    chosen = sample(population, config0)
+    done = [chosen[ID].isin(complete_respondents(run_dir, len(qids))) for _, run_dir in runs]
+    all_done = np.logical_and.reduce([d.to_numpy() for d in done])
+    todo = chosen[~all_done].head(limit) if limit is not None else chosen[~all_done]
+    todo_ids = todo[ID].to_numpy(dtype=np.int64)
+    tasks = []
+    for (config, run_dir), h, r, d in zip(runs, hashes, resolved, done):
+        mine = np.intersect1d(chosen.loc[~d, ID].to_numpy(dtype=np.int64), todo_ids)
+        emit(f"run {run_dir.name} ({h}): {config.spec.name} ({config.answer}), {len(chosen)} respondents × "
+             f"{len(qids)} questions; {int(d.sum())} already complete, {len(mine)} to do")
+        if len(mine):
+            tasks.append(_task(config, run_dir, h, mine, r["translations"]))
 
-    if len(todo):
-        a = config.actors
-        work = Work(method=config.method, model=config.model, codebook=codebook.name, qids=tuple(qids),
-                    run_id=run_dir.name, config_hash=h, results_dir=str(results_dir(run_dir)),
+    if tasks:
+        a = config0.actors
+        check_resources(a)
+        work = Work(model=config0.model, codebook=codebook.name, qids=tuple(qids), tasks=tuple(tasks),
                     threads=max(1, int(a.num_cpus)))
-        ds = ray.data.read_parquet(dataset(population).files).select_columns(method.columns(codebook))
-        ds = ds.map_batches(_keep, fn_kwargs={"ids": todo[ID].to_numpy(dtype=np.int64)}, batch_format="pyarrow")
+        needed = list(dict.fromkeys(c for t in tasks for c in columns(t.method, codebook)))
+        ds = ray.data.read_parquet(dataset(population).files).select_columns(needed)
+        ds = ds.map_batches(_keep, fn_kwargs={"ids": todo_ids}, batch_format="pyarrow")
         # One block per batch (streaming, no shuffle): a block is the unit an actor task takes,
         # so this spreads the batches over the whole pool.
         ds = ds.repartition(target_num_rows_per_block=a.batch_size)
@@ -165,18 +218,22 @@ def run(config: RunConfig, run_dir: str | Path, *, limit: int | None = None,
             ModelActor, fn_constructor_kwargs={"work": work}, batch_size=a.batch_size, batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=a.number), num_cpus=a.num_cpus, num_gpus=a.num_gpus)
         # Ray Data's actor pools restart a dead actor and retry its tasks without limit
-        # (max_restarts=-1, max_task_retries=-1 by default); a retried batch rewrites its shard.
+        # (max_restarts=-1, max_task_retries=-1 by default); a retried batch rewrites its shards.
         progress = CountryProgress(total=chosen[COUNTRY].value_counts().to_dict(),
-                                   done=chosen[is_done][COUNTRY].value_counts().to_dict(), emit=emit)
+                                   done=chosen[all_done][COUNTRY].value_counts().to_dict(), emit=emit)
         for manifest in ds.iter_batches(batch_size=None, batch_format="pandas"):
             progress.update(manifest)
         if not progress.finished:   # a limited run: the last count was not logged
             emit(progress.line())
-        _remove_partial_writes(run_dir)
+        for _, run_dir in runs:
+            _remove_partial_writes(run_dir)
 
-    result = check(run_dir, chosen[ID], len(qids))
-    if result.duplicates or (limit is None and not result.ok):
-        raise IncompleteRunError(f"{run_dir}: {result}")
-    emit(f"results: {result.rows} rows, {result.complete}/{result.respondents} respondents complete, "
-         f"no duplicates, in {results_dir(run_dir)}")
-    return result
+    results = []
+    for _, run_dir in runs:
+        result = check(run_dir, chosen[ID], len(qids))
+        if result.duplicates or (limit is None and not result.ok):
+            raise IncompleteRunError(f"{run_dir}: {result}")
+        emit(f"results: {result.rows} rows, {result.complete}/{result.respondents} respondents complete, "
+             f"no duplicates, in {results_dir(run_dir)}")
+        results.append(result)
+    return results

@@ -26,13 +26,18 @@ class Scorecard:
     overall_markdown: str
 
 
-def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: str = "probs") -> Scorecard:
+def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: str | None = None,
+              by: str = "country") -> Scorecard:
+    """``mode`` None: "sampled" for a run in generate mode, "probs" otherwise; ``by``: per
+    country (and pooled), or the whole sample as one group (raysim.metrics.scores.score)."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
+    if mode is None:
+        mode = "sampled" if config.get("answer") == "generate" else "probs"
     codebook = load_codebook(config["codebook"])
     population = read_population(config["population"])
     results = read_results(results_dir(run_dir), columns=_SCORED_COLUMNS)
-    scores = score(results, population, codebook, mode=mode, n_boot=n_boot, seed=seed)
+    scores = score(results, population, codebook, mode=mode, n_boot=n_boot, seed=seed, by=by)
     table: pd.DataFrame = scores.table
     md = to_markdown(scores)
     overall = to_markdown(table[table["category"] == OVERALL])

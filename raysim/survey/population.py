@@ -168,6 +168,12 @@ def iter_batches(path: str | Path, batch_size: int = 65536, columns: list[str] |
         yield batch.to_pandas(types_mapper=_nullable)
 
 
+def records(respondents: pd.DataFrame) -> list[dict]:
+    """Rows as dicts with None for missing cells (pandas' NA, or NaN after a trip through Ray),
+    which the profile and the injection plans read as "not answered"."""
+    return respondents.astype(object).where(respondents.notna(), None).to_dict("records")
+
+
 def _nullable(t: pa.DataType):
     if pa.types.is_integer(t):
         return pd.Int64Dtype() if t == pa.int64() else pd.Int32Dtype()

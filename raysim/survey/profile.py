@@ -197,6 +197,11 @@ def localized_country_name(alpha3: str, language: str = "en") -> str:
     return names[alpha3]
 
 
+def profile_columns(codebook: Codebook) -> list[str]:
+    """The population columns a profile is rendered from (the templates' items in ``codebook``)."""
+    return [k for k in load_templates().order if k in codebook]
+
+
 def _is_null(value: object) -> bool:
     return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 

@@ -34,3 +34,11 @@ def sample_per_country(population: pd.DataFrame, per_country: int, seed: int = 0
         take = rng.choice(len(group), size=min(per_country, len(group)), replace=False)
         parts.append(group.iloc[np.sort(take)])
     return pd.concat(parts).sort_values([COUNTRY, ID], kind="stable").reset_index(drop=True)
+
+
+def sample_n(population: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` respondents drawn without replacement from the whole population (seeded), in
+    (country, id) order; all of them if there are fewer."""
+    ordered = population.sort_values([COUNTRY, ID], kind="stable").reset_index(drop=True)
+    take = np.random.default_rng(seed).choice(len(ordered), size=min(n, len(ordered)), replace=False)
+    return ordered.iloc[np.sort(take)].reset_index(drop=True)

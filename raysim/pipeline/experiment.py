@@ -1,0 +1,199 @@
+"""An experiment: several methods, one population, one model → one run directory per method and
+the paper-style tables (``raysim experiment CONFIG -o DIR``).
+
+    name: paper_table1
+    population: {synthetic: {n: 2000, seed: 0}}     # as in a run config
+    sampling: {n: 100, seed: 0}
+    questions: 0
+    answer: logprob
+    model: {name_or_path: embedded}
+    methods:                                        # table group → method names
+      baselines: [direct, high_temp, multilingual, divreq, pe, simvbg]
+      psii: [psii]
+      ablations: [psii_no_value, psii_no_demographic, psii_no_profile, psii_no_noise, psii_no_layerwise]
+    boot: 200                                       # bootstrap replicates of the scores
+    actors: {number: 2, num_cpus: 0.9, batch_size: 4}
+
+Every other key is a run config's (raysim.pipeline.config). A generated population is written once
+into DIR/population and shared; every method runs on the same sampled respondents and questions,
+so their scores share the human distributions and the noise floor. Each method's run directory
+(DIR/runs/<method>) is resumable: rerunning the experiment redoes nothing complete.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import yaml
+
+from ..atomic import write_atomic
+from ..metrics.scores import BY
+from ..report.scorecard import score_run
+from ..report.tables import experiment_tables
+from .config import ConfigError, Population, RunConfig, parse_config
+from .progress import log
+from .simulate import ensure_population, ray_session, run_many
+
+RUNS_DIR = "runs"
+_EXPERIMENT_KEYS = ("name", "description", "methods", "boot", "score_by")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    groups: dict[str, tuple[str, ...]]
+    """Table group → method names, in table order."""
+    runs: dict[str, RunConfig]
+    """Method name → its run config (population, sample, questions, model shared)."""
+    boot: int = 200
+    score_by: str = "country"
+    """country: per country and pooled; sample: all respondents as one group."""
+    description: str = ""
+
+    @property
+    def methods(self) -> list[str]:
+        return [m for names in self.groups.values() for m in names]
+
+
+def population_override(value: str) -> dict[str, Any]:
+    """``--population``: a canonical Parquet population, ``synthetic:N`` or ``cardata``."""
+    if value == "cardata":
+        return {"cardata": True}
+    if value.startswith("synthetic:"):
+        n = value.removeprefix("synthetic:")
+        if not n.isdigit() or int(n) < 1:
+            raise ConfigError(f"--population {value!r}: expected synthetic:N with N a positive integer")
+        return {"synthetic": {"n": int(n), "seed": 0}}
+    if not Path(value).exists():
+        raise ConfigError(f"--population {value!r}: no such file or directory (or give synthetic:N or cardata)")
+    return {"path": value}
+
+
+def apply_overrides(raw: dict[str, Any], *, population: str | None = None, sample: int | None = None,
+                    questions: int | None = None, model: str | None = None, answer: str | None = None) -> dict[str, Any]:
+    """The command line's overrides on an experiment document (a copy)."""
+    raw = copy.deepcopy(raw)
+    if population is not None:
+        raw["population"] = population_override(population)
+    if sample is not None:
+        sampling = {k: v for k, v in (raw.get("sampling") or {}).items() if k not in ("n", "per_country")}
+        raw["sampling"] = {**sampling, "n": sample}
+    if questions is not None:
+        raw["questions"] = questions
+    if model is not None:
+        raw["model"] = {**{k: v for k, v in (raw.get("model") or {}).items() if k in ("dtype", "device")},
+                        "name_or_path": model}
+        raw.pop("preset", None)   # the new model's own preset (or an error asking for one)
+        raw.pop("vectors", None)
+    if answer is not None:
+        raw["answer"] = answer
+    return raw
+
+
+def parse_experiment(raw: Any, where: str = "experiment") -> Experiment:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: an experiment config is a YAML mapping")
+    methods = raw.get("methods")
+    if isinstance(methods, list):
+        methods = {"methods": methods}
+    if not isinstance(methods, dict) or not methods or \
+            not all(isinstance(v, list) and v and all(isinstance(m, str) for m in v) for v in methods.values()):
+        raise ConfigError(f"{where}: 'methods' must map table groups to non-empty lists of method names")
+    groups = {str(g): tuple(v) for g, v in methods.items()}
+    names = [m for v in groups.values() for m in v]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: a method is listed twice in 'methods'")
+    shared = {k: v for k, v in raw.items() if k not in _EXPERIMENT_KEYS}
+    if "method" in shared:
+        raise ConfigError(f"{where}: an experiment lists 'methods', not 'method'")
+    runs = {}
+    for name in names:
+        try:
+            runs[name] = parse_config({**shared, "method": name})
+        except ConfigError as e:
+            raise ConfigError(f"{where}, method {name}: {e}") from None
+    boot = raw.get("boot", 200)
+    if not isinstance(boot, int) or boot < 1:
+        raise ConfigError(f"{where}: boot must be a positive integer, got {boot!r}")
+    score_by = raw.get("score_by", "country")
+    if score_by not in BY:
+        raise ConfigError(f"{where}: score_by must be one of {list(BY)}, got {score_by!r}")
+    return Experiment(name=str(raw.get("name") or Path(where).stem), groups=groups, runs=runs, boot=boot,
+                      score_by=score_by, description=str(raw.get("description") or ""))
+
+
+def load_experiment(path: str | Path, **overrides: Any) -> Experiment:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such experiment config")
+    return parse_experiment(apply_overrides(yaml.safe_load(path.read_text()), **overrides), str(path))
+
+
+def _shared_population(experiment: Experiment, out: Path) -> dict[str, RunConfig]:
+    """Run configs reading one population: a generated one is written once into out/population."""
+    first = next(iter(experiment.runs.values()))
+    if not first.population.generated:
+        return dict(experiment.runs)
+    path = ensure_population(first, out)
+    return {name: replace(cfg, population=Population(path=str(path))) for name, cfg in experiment.runs.items()}
+
+
+def run_experiment(experiment: Experiment, out: str | Path, *, command: str | None = None,
+                   emit: Callable[[str], None] = log) -> Path:
+    """Run every method into ``out/runs/<method>``, score them, write ``out/tables.md`` and
+    ``out/scores.csv`` (all methods' scores, ``method`` = the method's name)."""
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    runs = _shared_population(experiment, out)
+    with ray_session():   # one pass: the population read once, the model loaded once per actor
+        run_many([(cfg, out / RUNS_DIR / name) for name, cfg in runs.items()], emit=emit)
+    tables = []
+    for name in experiment.methods:
+        card = score_run(out / RUNS_DIR / name, n_boot=experiment.boot, seed=runs[name].sampling.seed,
+                         by=experiment.score_by)
+        tables.append(card.scores.table.assign(method=name))
+    scores = pd.concat(tables, ignore_index=True)
+    write_atomic(out / "scores.csv", lambda p: scores.to_csv(p, index=False))
+    first = runs[experiment.methods[0]]
+    resolved = first.resolved(out / RUNS_DIR / experiment.methods[0])
+    about = {
+        "experiment": experiment.name,
+        "model": first.model.random_init or first.model.name_or_path,
+        "population": resolved["population"],
+        "answer": first.answer,
+        "questions": len(resolved["questions"]),
+        "boot": experiment.boot,
+        "score_by": experiment.score_by,
+        "command": command,
+    }
+    text = experiment_tables(scores, experiment.groups, about, notes=_language_notes(runs, resolved["questions"]))
+    write_atomic(out / "tables.md", lambda p: p.write_text(text))
+    emit(f"wrote {out / 'tables.md'} and {out / 'scores.csv'}")
+    return out / "tables.md"
+
+
+def _language_notes(runs: dict[str, RunConfig], qids: list[str]) -> list[str]:
+    """How many questions the mixed-language methods could ask in each language."""
+    mixed = [n for n, c in runs.items() if c.spec.language != "en" and c.spec.needs_model]
+    if not mixed:
+        return []
+    cfg = runs[mixed[0]]
+    if cfg.translations is None:
+        return [f"Prompt languages of {', '.join(mixed)}: system turn and profile in the respondent's language; "
+                f"no translation cache was given, so all {len(qids)} questions were asked in English "
+                "in every language (`raysim translate`, then `translations:` in the config)."]
+    from ..methods.templates import LANGUAGES
+    from ..methods.translation import Translations, coverage
+    from ..survey.codebook import load_codebook
+
+    translations = Translations.load(cfg.translations)
+    codebook = load_codebook(cfg.codebook_name())
+    counts = []
+    for language in LANGUAGES[1:]:
+        done, fallback = coverage(translations, codebook, qids, language)
+        counts.append(f"{language} {done} translated / {fallback} in English")
+    return [f"Questions in the prompt language ({', '.join(mixed)}): " + "; ".join(counts) + "."]

@@ -1,0 +1,108 @@
+"""An experiment's scores as the PSII paper's tables, in one Markdown file.
+
+One table per metric (KL: Table 1, ED: Table 2, JS: Table 5, MAE: Table 6, the paper's
+layout), rows = methods in their groups (baselines, PSII, ablations), columns = the analysis
+categories and Overall, pooled over countries. A cell reads ``value [95% interval] ×k``: k the
+multiple of the human noise floor, which has its own row (what a perfect simulator would score
+with these respondents). ED's table adds both normalised entropies, so the direction shows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from ..metrics.scores import OVERALL, POOLED
+
+TABLES = (
+    ("kl", "Table 1 — KL divergence KL(human ‖ simulated), lower is better"),
+    ("ed", "Table 2 — entropy deviation ED = |H(q) − H(p)| / log K, lower is better"),
+    ("js", "Table 5 — Jensen–Shannon divergence (bits), lower is better"),
+    ("mae", "Table 6 — MAE of the mean option position / scale range (ordinal items), lower is better"),
+)
+MAX_COUNTRY_COLUMNS = 12
+
+
+def _fmt(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def _cell(r: pd.Series | None) -> str:
+    if r is None or math.isnan(r["value"]):
+        return "–"
+    s = f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+    if not math.isnan(r["floor_ratio"]):
+        s += f" ×{r['floor_ratio']:.1f}"
+    return s
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _metric_table(pooled: pd.DataFrame, metric: str, groups: Mapping[str, Sequence[str]],
+                  columns: list[str]) -> list[str]:
+    at = pooled[pooled["metric"] == metric].set_index(["method", "category"])
+    extra = metric == "ed"
+    head = ["method", *columns] + (["H(q)/log K, Overall", "H(p)/log K, Overall"] if extra else [])
+    lines = [_row(head), "|" + "---|" * len(head)]
+    for group, methods in groups.items():
+        if len(groups) > 1:
+            lines.append(_row([f"*{group}*"] + [""] * (len(head) - 1)))
+        for m in methods:
+            cells = [m] + [_cell(at.loc[(m, c)]) if (m, c) in at.index else "–" for c in columns]
+            if extra:
+                ent = pooled[(pooled["method"] == m) & (pooled["category"] == OVERALL)].set_index("metric")["value"]
+                cells += [_fmt(ent.get("entropy_sim", math.nan)), _fmt(ent.get("entropy_human", math.nan))]
+            lines.append(_row(cells))
+    # The floor depends on the respondents only, the same for every method here: take the first's.
+    first = at.loc[next(iter(at.index.get_level_values(0)))] if len(at) else pd.DataFrame()
+    floors = [_fmt(first.loc[c, "floor"]) if c in first.index else "–" for c in columns]
+    lines.append(_row(["human noise floor", *floors] + (["", ""] if extra else [])))
+    return lines
+
+
+def _country_table(scores: pd.DataFrame, methods: Sequence[str], metric: str = "kl") -> list[str]:
+    overall = scores[(scores["category"] == OVERALL) & (scores["metric"] == metric) & (scores["country"] != POOLED)]
+    countries = sorted(overall["country"].unique())
+    if not countries or len(countries) > MAX_COUNTRY_COLUMNS:
+        return []
+    at = overall.set_index(["method", "country"])
+    lines = [f"### Overall {metric.upper()} per country", "", _row(["method", *countries]),
+             "|" + "---|" * (len(countries) + 1)]
+    for m in methods:
+        lines.append(_row([m] + [_cell(at.loc[(m, c)]) if (m, c) in at.index else "–" for c in countries]))
+    first = at.loc[methods[0]]
+    lines.append(_row(["human noise floor"] + [_fmt(first.loc[c, "floor"]) if c in first.index else "–"
+                                              for c in countries]))
+    return lines + [""]
+
+
+def experiment_tables(scores: pd.DataFrame, groups: Mapping[str, Sequence[str]], about: Mapping[str, Any],
+                      notes: Sequence[str] = ()) -> str:
+    """``scores``: every method's score table (raysim.metrics.scores), ``method`` = method name."""
+    pooled = scores[scores["country"] == POOLED]
+    categories = [c for c in pooled["category"].drop_duplicates() if c != OVERALL]
+    columns = categories + [OVERALL]
+    methods = [m for ms in groups.values() for m in ms]
+    overall = pooled[(pooled["category"] == OVERALL) & (pooled["metric"] == "kl")]
+    n_resp = int(overall["n_respondents"].max()) if len(overall) else 0
+    n_q = int(overall["n_questions"].max()) if len(overall) else 0
+    out = [f"# {about.get('experiment', 'experiment')}", ""]
+    out.append(f"Model {about.get('model')}, {about.get('answer')} mode; {n_resp} respondents "
+               f"({about.get('population')}), {about.get('questions')} questions ({n_q} scored); "
+               f"{about.get('boot')} bootstrap replicates over respondents.")
+    if about.get("command"):
+        out += ["", "Made with:", "", f"    {about['command']}"]
+    out += ["", "Cells: value [95% bootstrap interval] ×multiple of the human noise floor (the same metric "
+            "between a bootstrap resample of the real respondents and the real sample: what a perfect "
+            "simulator scores with this many respondents). " +
+            ("All respondents scored as one sample." if about.get("score_by") == "sample"
+             else "Pooled = mean of the per-country figures."), ""]
+    out += [f"- {n}" for n in notes] + ([""] if notes else [])
+    for metric, title in TABLES:
+        out += [f"## {title}", ""] + _metric_table(pooled, metric, groups, columns) + [""]
+    out += _country_table(scores, methods)
+    return "\n".join(out).rstrip() + "\n"
