@@ -166,7 +166,8 @@ class Simulator:
         """Result rows for ``respondents`` (in their order), every question each."""
         if self.spec.kind == "uniform":
             return uniform_results(respondents, self.codebook, list(self.setup.qids), run_id=run_id,
-                                   config_hash=config_hash)
+                                   config_hash=config_hash,
+                                   sample_seed=self.setup.seed if self.setup.answer == "generate" else None)
         rows = records(respondents)
         if self.spec.kind == "simvbg":
             answers = self._simvbg(rows)

@@ -31,11 +31,14 @@ import pandas as pd
 import yaml
 
 from ..atomic import write_atomic
-from ..metrics.scores import BY
+from ..engine.loading import EMBEDDED_NAME
+from ..metrics.scores import BY, ScoreError
 from ..report.scorecard import score_run
 from ..report.tables import experiment_tables
 from .config import ConfigError, Population, RunConfig, parse_config
 from .progress import log
+from .results import read_results
+from .rundir import results_dir
 from .simulate import ensure_population, ray_session, run_many
 
 RUNS_DIR = "runs"
@@ -151,29 +154,57 @@ def run_experiment(experiment: Experiment, out: str | Path, *, command: str | No
     runs = _shared_population(experiment, out)
     with ray_session():   # one pass: the population read once, the model loaded once per actor
         run_many([(cfg, out / RUNS_DIR / name) for name, cfg in runs.items()], emit=emit)
-    tables = []
+    tables, notes = [], []
     for name in experiment.methods:
-        card = score_run(out / RUNS_DIR / name, n_boot=experiment.boot, seed=runs[name].sampling.seed,
-                         by=experiment.score_by)
+        try:
+            card = score_run(out / RUNS_DIR / name, n_boot=experiment.boot, seed=runs[name].sampling.seed,
+                             by=experiment.score_by)
+        except ScoreError as e:   # e.g. no valid sampled answer at all: reported, not fatal
+            notes.append(f"{name} not scored: {e}")
+            continue
         tables.append(card.scores.table.assign(method=name))
+    if not tables:
+        raise ScoreError("no method of the experiment could be scored: " + "; ".join(notes))
     scores = pd.concat(tables, ignore_index=True)
     write_atomic(out / "scores.csv", lambda p: scores.to_csv(p, index=False))
     first = runs[experiment.methods[0]]
     resolved = first.resolved(out / RUNS_DIR / experiment.methods[0])
     about = {
         "experiment": experiment.name,
-        "model": first.model.random_init or first.model.name_or_path,
-        "population": resolved["population"],
+        "model": _model_name(first),
+        "population": _population_name(experiment.runs[experiment.methods[0]].population),
         "answer": first.answer,
         "questions": len(resolved["questions"]),
         "boot": experiment.boot,
         "score_by": experiment.score_by,
         "command": command,
     }
-    text = experiment_tables(scores, experiment.groups, about, notes=_language_notes(runs, resolved["questions"]))
+    if first.answer == "generate":
+        notes.append("Valid (parsed) answers: " + ", ".join(
+            f"{n} {_valid_share(out / RUNS_DIR / n):.0%}" for n in experiment.methods) + "; invalid answers are "
+            "kept in the results and left out of the sampled distributions.")
+    notes += _language_notes(runs, resolved["questions"])
+    text = experiment_tables(scores, experiment.groups, about, notes=notes)
     write_atomic(out / "tables.md", lambda p: p.write_text(text))
     emit(f"wrote {out / 'tables.md'} and {out / 'scores.csv'}")
     return out / "tables.md"
+
+
+def _model_name(cfg: RunConfig) -> str:
+    m = cfg.model
+    if m.random_init:
+        return f"random-init {m.random_init}"
+    return f"{EMBEDDED_NAME} (the embedded default)" if m.name_or_path == "embedded" else m.name_or_path
+
+
+def _population_name(pop: Population) -> str:
+    if pop.synthetic:
+        return f"a synthetic WVS-7 population of {pop.synthetic.n} (seed {pop.synthetic.seed})"
+    return "the real carData::WVS respondents" if pop.cardata else str(pop.path)
+
+
+def _valid_share(run_dir: Path) -> float:
+    return float(read_results(results_dir(run_dir), columns=["valid"])["valid"].mean())
 
 
 def _language_notes(runs: dict[str, RunConfig], qids: list[str]) -> list[str]:

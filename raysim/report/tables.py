@@ -91,8 +91,8 @@ def experiment_tables(scores: pd.DataFrame, groups: Mapping[str, Sequence[str]],
     n_resp = int(overall["n_respondents"].max()) if len(overall) else 0
     n_q = int(overall["n_questions"].max()) if len(overall) else 0
     out = [f"# {about.get('experiment', 'experiment')}", ""]
-    out.append(f"Model {about.get('model')}, {about.get('answer')} mode; {n_resp} respondents "
-               f"({about.get('population')}), {about.get('questions')} questions ({n_q} scored); "
+    out.append(f"Model {about.get('model')}, {about.get('answer')} mode; {n_resp} respondents drawn from "
+               f"{about.get('population')}; {about.get('questions')} question(s), {n_q} scored; "
                f"{about.get('boot')} bootstrap replicates over respondents.")
     if about.get("command"):
         out += ["", "Made with:", "", f"    {about['command']}"]
