@@ -56,10 +56,12 @@ def test_scoring_at_a_temperature_equals_brute_force(engine):
     reqs = [Request(PREFIX, Q_FAMILY, SCALE), Request(PREFIX, Q_WORK, LABELS)]   # multi-token answers too
     cold = engine.score(reqs)
     hot = engine.score(reqs, temperature=2.0)
-    for req, c, h in zip(reqs, cold, hot):
+    for req, h in zip(reqs, hot):
         np.testing.assert_allclose(h.probs, brute_force(engine, req, temperature=2.0), atol=1e-4)
-        entropy = lambda p: float(-(p * np.log(p)).sum())   # noqa: E731
-        assert entropy(h.probs) > entropy(c.probs)   # a hotter sampler spreads its answers
+    # Answers of one or two tokens: a hotter sampler spreads them. (Not a law for multi-token
+    # labels: each option's every token, end of turn included, is flattened separately.)
+    entropy = lambda p: float(-(p * np.log(p)).sum())   # noqa: E731
+    assert entropy(hot[0].probs) > entropy(cold[0].probs)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         engine.score(reqs, temperature=0.0)
 

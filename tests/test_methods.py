@@ -11,7 +11,7 @@ from raysim.engine.hf import HFEngine
 from raysim.engine.loading import ModelSpec, load_model, model_preset, preset_names
 from raysim.identity.calibrate import load_preset
 from raysim.identity.dataset import ATTRIBUTES
-from raysim.identity.library import load_library
+from raysim.identity.library import LibraryError, load_library
 from raysim.methods.simulator import SIMVBG_FRAMINGS, Setup, Simulator, _majority, columns, prompt_language
 from raysim.methods.spec import MethodError, available_methods, get_method, parse_method
 from raysim.methods.templates import LANGUAGES, load_prompts
@@ -189,6 +189,13 @@ def test_a_value_without_a_vector_contributes_no_term(engine, codebook, people):
     q281_layer = load_preset("smollm2-135m").layer_of("Q281")
     with_q281 = simulator("psii", engine, codebook).prompt_requests(people.iloc[0].to_dict())[0].plan
     assert len(plan.terms) == len(with_q281.terms) - 1 and q281_layer in {t.layer for t in with_q281.terms}
+
+
+def test_psii_refuses_a_library_of_another_model(codebook):
+    tiny = HFEngine(load_model(ModelSpec(random_init="tiny-llama")))
+    with pytest.raises(LibraryError, match="built for SmolLM2-135M-Instruct"):
+        simulator("psii", tiny, codebook)
+    simulator("pe", tiny, codebook)   # methods without vectors do not need one
 
 
 def test_psii_needs_a_library(engine, codebook):

@@ -27,7 +27,7 @@ from ..engine.base import LM, Option, Request, Sampling
 from ..engine.noise import derive_seed
 from ..engine.plan import InjectionPlan, scoped
 from ..identity.dataset import ATTRIBUTES
-from ..identity.injection import PsiiPreset, psii_plan, respondent_seed
+from ..identity.injection import PsiiPreset, check_setup, psii_plan, respondent_seed
 from ..identity.library import VectorLibrary
 from ..pipeline.results import result_rows
 from ..survey.batteries import battery_items
@@ -111,6 +111,8 @@ class Simulator:
             preset = preset.with_(sigma=0.0)
         if not inj.language_vector:
             preset = preset.with_(language_scale=0.0)
+        if self.engine is not None:   # a library of another model, or layers outside it: refused here
+            check_setup(self.engine, s.library, preset)
         return preset
 
     # ------------------------------------------------------------------ prompts
