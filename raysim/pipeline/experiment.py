@@ -12,7 +12,7 @@ the paper-style tables (``raysim experiment CONFIG -o DIR``).
       psii: [psii]
       ablations: [psii_no_value, psii_no_demographic, psii_no_profile, psii_no_noise, psii_no_layerwise]
     boot: 200                                       # bootstrap replicates of the scores
-    actors: {number: 2, num_cpus: 0.9, batch_size: 4}
+    actors: {number: 2, num_cpus: 0.5, batch_size: 4}
 
 Every other key is a run config's (raysim.pipeline.config). A generated population is written once
 into DIR/population and shared; every method runs on the same sampled respondents and questions,
