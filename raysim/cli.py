@@ -206,6 +206,8 @@ FORWARDED = {
                                 "noise calibration on Ray: sensitivity and sigma = max(0, 0.4 - sensitivity)"),
     ("identity", "collapse"): ("raysim.identity.collapse",
                                "diversity-collapse analysis: k-NN radius per layer, kernel-PCA plots"),
+    ("tune",): ("raysim.tune.job", "Ray Tune search of PSII's sigma, layers, scales and language mix over shared "
+                                   "model actors, or the layer sweep (--layer-sweep)"),
     ("translate",): ("raysim.methods.translation",
                      "have a model translate codebook items into zh/ar/es/ru, reviewed by a round trip (cached)"),
 }

@@ -13,6 +13,7 @@ the prefix.
 from __future__ import annotations
 
 import copy
+import inspect
 
 import numpy as np
 import torch
@@ -108,6 +109,9 @@ class HFEngine(LM):
         self.generate_rows = generate_rows
         self.hooks = InjectionHooks(self.model, loaded.n_layers, loaded.hidden_size)
         self.window = _sliding_window(self.model.config)
+        # transformers renamed forward's ``past_key_values`` to ``cache`` (the old name warns on
+        # every call); older releases, e.g. those vLLM pins, know only the old one.
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     @property
     def device(self) -> torch.device:
@@ -145,7 +149,7 @@ class HFEngine(LM):
             ids = torch.tensor([group.prefix], device=self.device)
             with self._inject([group.plan]):
                 self.model(input_ids=ids, position_ids=torch.arange(len(group.prefix), device=self.device)[None],
-                           past_key_values=cache, use_cache=True, logits_to_keep=1)
+                           **{self._cache_kw: cache}, use_cache=True, logits_to_keep=1)
         return cache
 
     # ------------------------------------------------------------------ scoring
@@ -181,7 +185,7 @@ class HFEngine(LM):
                     input_ids=torch.tensor([tree.tokens], device=self.device),
                     position_ids=torch.tensor([tree.positions], device=self.device),
                     attention_mask=self._mask_for_model(tree.mask(p)),
-                    past_key_values=cache if p else None, use_cache=bool(p),
+                    **{self._cache_kw: cache if p else None}, use_cache=bool(p),
                     logits_to_keep=torch.tensor(rows, device=self.device),
                 ).logits[0]
             if p:
@@ -259,7 +263,7 @@ class HFEngine(LM):
             with self._inject([group.plan]):
                 for step in range(sampling.max_new_tokens):
                     logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
-                                        past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                                        **{self._cache_kw: cache}, use_cache=True, logits_to_keep=1).logits[:, -1]
                     token = self._sample(logits.float(), sampling, seed_t, step).cpu()
                     fed = ~done   # rows whose sampled token is part of their answer
                     for r in range(rows):
@@ -274,7 +278,7 @@ class HFEngine(LM):
                     pos = pos[:, -1:] + 1
                 else:
                     # Length-capped rows: their last token has not been fed yet; one forward reads it.
-                    self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                    self.model(input_ids=ids, attention_mask=mask, position_ids=pos, **{self._cache_kw: cache},
                                use_cache=True, logits_to_keep=1)
         finally:
             for h in handles:

@@ -32,6 +32,12 @@ class PsiiPreset:
     language_scale: float = 1.0
     attribute_layers: Mapping[str, int] = field(default_factory=dict)
     """Per-attribute layers overriding the groups (a layer sweep's or a tune's result)."""
+    group_scales: Mapping[str, float] = field(default_factory=dict)
+    """Per-group vector scales overriding ``vector_scale`` (a tune's result)."""
+    attribute_scales: Mapping[str, float] = field(default_factory=dict)
+    """Per-attribute scales overriding the group's; 0 switches an attribute off (a layer sweep)."""
+    language_weights: Mapping[str, float] = field(default_factory=dict)
+    """A mixed-language method's prompt-language mixture (empty: uniform over the languages)."""
 
     def __post_init__(self) -> None:
         seen: dict[str, str] = {}
@@ -44,17 +50,42 @@ class PsiiPreset:
                 seen[a] = group
         if self.sigma < 0 or self.vector_scale < 0:
             raise PlanError("sigma and vector_scale must be >= 0")
+        unknown = set(self.group_scales) - set(self.layers)
+        if unknown:
+            raise PlanError(f"group_scales names unknown groups {sorted(unknown)} (groups: {sorted(self.layers)})")
+        for name, values in (("group_scales", self.group_scales), ("attribute_scales", self.attribute_scales),
+                             ("language_weights", self.language_weights)):
+            if any(v < 0 for v in values.values()):
+                raise PlanError(f"{name} must be >= 0, got {dict(values)}")
+        if self.language_weights and not sum(self.language_weights.values()) > 0:
+            raise PlanError(f"language_weights must have a positive sum, got {dict(self.language_weights)}")
 
     @classmethod
     def from_dict(cls, psii: Mapping[str, Any]) -> PsiiPreset:
-        known = set(cls.__dataclass_fields__) - {"attribute_groups", "layers", "attribute_layers"}
-        unknown = set(psii) - known - {"attribute_groups", "layers", "attribute_layers", "decoding"}
+        unknown = set(psii) - set(cls.__dataclass_fields__) - {"decoding"}
         if unknown:
             raise PlanError(f"unknown psii preset keys {sorted(unknown)}")
-        return cls(layers={str(k): int(v) for k, v in psii["layers"].items()},
-                   attribute_groups={str(k): tuple(v) for k, v in psii["attribute_groups"].items()},
-                   attribute_layers={str(k): int(v) for k, v in (psii.get("attribute_layers") or {}).items()},
-                   **{k: float(psii[k]) for k in known if k in psii})
+        for key in ("layers", "attribute_groups"):
+            if not isinstance(psii.get(key), Mapping):
+                raise PlanError(f"the psii preset needs a mapping {key!r}")
+
+        def mapping(key: str, cast) -> dict:
+            return {str(k): cast(v) for k, v in (psii.get(key) or {}).items()}
+
+        return cls(layers=mapping("layers", int), attribute_groups=mapping("attribute_groups", tuple),
+                   attribute_layers=mapping("attribute_layers", int), group_scales=mapping("group_scales", float),
+                   attribute_scales=mapping("attribute_scales", float),
+                   language_weights=mapping("language_weights", float),
+                   **{k: float(psii[k]) for k in ("sigma", "vector_scale", "language_scale") if k in psii})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``psii`` block of a preset YAML (``from_dict`` reads it back); empty overrides left out."""
+        out = {"layers": dict(self.layers), "attribute_groups": {g: list(a) for g, a in self.attribute_groups.items()},
+               "sigma": self.sigma, "vector_scale": self.vector_scale, "language_scale": self.language_scale}
+        for key in ("attribute_layers", "group_scales", "attribute_scales", "language_weights"):
+            if getattr(self, key):
+                out[key] = dict(getattr(self, key))
+        return out
 
     @classmethod
     def for_model(cls, preset: str) -> PsiiPreset:
@@ -65,13 +96,21 @@ class PsiiPreset:
             raise PlanError(f"model preset {preset!r} has no psii block")
         return cls.from_dict(psii)
 
+    def group_of(self, attribute: str) -> str:
+        for group, attributes in self.attribute_groups.items():
+            if attribute in attributes:
+                return group
+        raise PlanError(f"attribute {attribute} is in no layer group of the preset")
+
     def layer_of(self, attribute: str) -> int:
         if attribute in self.attribute_layers:
             return self.attribute_layers[attribute]
-        for group, attributes in self.attribute_groups.items():
-            if attribute in attributes:
-                return self.layers[group]
-        raise PlanError(f"attribute {attribute} is in no layer group of the preset")
+        return self.layers[self.group_of(attribute)]
+
+    def scale_of(self, attribute: str) -> float:
+        if attribute in self.attribute_scales:
+            return self.attribute_scales[attribute]
+        return self.group_scales.get(self.group_of(attribute), self.vector_scale)
 
     def with_(self, **changes: Any) -> PsiiPreset:
         return replace(self, **changes)
@@ -103,8 +142,9 @@ def psii_plan(library: VectorLibrary, respondent: Mapping[str, Any], preset: Psi
               language: str | None = None, attributes: tuple[str, ...] = ATTRIBUTES,
               sigma: float | None = None, demographic: bool = True,
               skip_unknown: bool = False) -> InjectionPlan:
-    """The plan for one respondent: a term per answered attribute, noise σ (the preset's unless
-    given), and the language vector of ``language`` at the final block (none if None).
+    """The plan for one respondent: a term per answered attribute (of its scale, none at scale 0),
+    noise σ (the preset's unless given), and the language vector of ``language`` at the final
+    block (none if None).
 
     ``demographic=False`` keeps the terms but zeroes their vectors (noise only: an ablation).
     A value the library has no vector for (e.g. an "Other" code) raises, or with
@@ -118,10 +158,13 @@ def psii_plan(library: VectorLibrary, respondent: Mapping[str, Any], preset: Psi
             raise LibraryError(f"the vector library has no attribute {attribute}")
         if skip_unknown and int(value) not in library.attributes[attribute]:
             continue
+        scale = preset.scale_of(attribute)
+        if scale == 0:   # an attribute switched off (a layer sweep injects one at a time)
+            continue
         layer = preset.layer_of(attribute)
         vector = (library.vector(attribute, int(value), layer) if demographic
                   else np.zeros(library.manifest.hidden_size, np.float32))
-        terms.append(Term(layer, vector, preset.vector_scale))
+        terms.append(Term(layer, vector, scale))
     final = None
     if language is not None and preset.language_scale:
         final = library.language(language) * preset.language_scale

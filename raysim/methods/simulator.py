@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -66,12 +66,21 @@ def columns(spec: MethodSpec, codebook: Codebook) -> list[str]:
     return list(BASE_COLUMNS) + list(dict.fromkeys(c for c in wanted if c not in BASE_COLUMNS))
 
 
-def prompt_language(spec: MethodSpec, seed: int, respondent_id: int) -> str:
+def prompt_language(spec: MethodSpec, seed: int, respondent_id: int,
+                    weights: Mapping[str, float] | None = None) -> str:
     """The respondent's prompt language: the method's, or for ``mixed`` one of ``LANGUAGES``
-    drawn from (seed, respondent id) alone."""
+    drawn from (seed, respondent id) alone, uniformly or with the mixture ``weights``."""
     if spec.language != MIXED:
         return spec.language
-    return LANGUAGES[derive_seed(seed, f"language:{int(respondent_id)}") % len(LANGUAGES)]
+    draw = derive_seed(seed, f"language:{int(respondent_id)}")
+    if not weights:
+        return LANGUAGES[draw % len(LANGUAGES)]
+    unknown = set(weights) - set(LANGUAGES)
+    if unknown:
+        raise MethodError(f"language_weights name unknown languages {sorted(unknown)} (known: {list(LANGUAGES)})")
+    cumulative = np.cumsum([weights.get(lang, 0.0) for lang in LANGUAGES])
+    u = draw / 2**63 * cumulative[-1]   # derive_seed gives 63 bits
+    return LANGUAGES[min(int(np.searchsorted(cumulative, u, side="right")), len(LANGUAGES) - 1)]
 
 
 def _majority(codes: list[int | None]) -> int | None:
@@ -186,7 +195,7 @@ class Simulator:
     def prompt_requests(self, row: dict[str, Any]) -> list[Request]:
         """A prompt method's requests for one respondent, one per question."""
         spec, rid = self.spec, int(row[ID])
-        language = prompt_language(spec, self.setup.seed, rid)
+        language = prompt_language(spec, self.setup.seed, rid, self.preset.language_weights if self.preset else None)
         templates = load_prompts(language)
         profile = self._profile(row, language) if spec.system == "pe" else None
         return self._requests(rid, system_text(templates, spec.system, profile), self._plan(row, language), language)

@@ -11,6 +11,7 @@ respondents, so it rewrites the same shards: no row is lost or duplicated.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..engine.loading import ModelSpec
+from ..identity.injection import PsiiPreset
 from ..methods.simulator import Setup, Simulator
 from ..methods.spec import MethodSpec
 from ..survey.codebook import load_codebook
@@ -76,14 +78,22 @@ class ModelActor:
         codebook = load_codebook(work.codebook)
         # The cheap parts first: a bad library or preset fails before the model loads.
         setups = [self._setup(task, codebook) for task in work.tasks]
-        engine = None
+        self.engine = None
         if any(t.method.needs_model for t in work.tasks):   # loaded once per actor, never per batch
             from ..engine.hf import HFEngine
             from ..engine.loading import load_model
 
-            engine = HFEngine(load_model(work.model))
-        self.simulators = [Simulator(t.method, engine if t.method.needs_model else None, setup)
-                           for t, setup in zip(work.tasks, setups)]
+            self.engine = HFEngine(load_model(work.model))
+        self.setups = setups
+        self.simulators = [self.simulator(i) for i in range(len(work.tasks))]
+
+    def simulator(self, index: int, preset: PsiiPreset | None = None) -> Simulator:
+        """Task ``index``'s simulator on this replica, with another PSII preset if given (a Tune
+        trial's), without loading anything again."""
+        task, setup = self.work.tasks[index], self.setups[index]
+        if preset is not None:
+            setup = dataclasses.replace(setup, preset=preset)
+        return Simulator(task.method, self.engine if task.method.needs_model else None, setup)
 
     def _setup(self, task: Task, codebook) -> Setup:
         library = preset = translations = None

@@ -121,7 +121,7 @@ class RunConfig:
             raise ConfigError(f"questions must be >= 0 (0: all), got {self.questions}")
         if self.answer not in ANSWER_MODES:
             raise ConfigError(f"answer must be one of {list(ANSWER_MODES)}, got {self.answer!r}")
-        if self.spec.injection is not None and self.vectors is None and self.preset_name() != EMBEDDED_PRESET:
+        if self.spec.injection is not None and self.vectors is None and preset_for(self.model) != EMBEDDED_PRESET:
             raise ConfigError(f"method {self.spec.name!r} injects vectors: set vectors: to the library "
                               f"built for {self.model.name_or_path} (raysim identity build)")
         if self.translations is not None and not Path(self.translations).is_dir():

@@ -153,14 +153,17 @@ def dataset(path: str | Path) -> pads.Dataset:
     return pads.dataset([str(f) for f in _files(Path(path))], format="parquet")
 
 
-def read_population(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a population (file or shard directory) into pandas, nullable ints kept."""
+def read_population(path: str | Path, columns: list[str] | None = None,
+                    ids: Iterable[int] | None = None) -> pd.DataFrame:
+    """Read a population (file or shard directory) into pandas, nullable ints kept; only the
+    respondents ``ids`` if given (filtered while reading: a sample of a large population)."""
     ds = dataset(path)
     if columns is not None:
         absent = [c for c in columns if c not in ds.schema.names]
         if absent:
             raise PopulationError(f"{path}: population has no column(s) {absent}")
-    return ds.to_table(columns=columns).to_pandas(types_mapper=_nullable)
+    where = None if ids is None else pads.field(ID).isin(pa.array(list(ids), pa.int64()))
+    return ds.to_table(columns=columns, filter=where).to_pandas(types_mapper=_nullable)
 
 
 def iter_batches(path: str | Path, batch_size: int = 65536, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:

@@ -1,0 +1,42 @@
+"""`raysim tune --config CONFIG -o DIR [--layer-sweep]`: a Tune search (or the layer sweep) on
+Ray, locally or under `ray job submit` (jobs/tune.py). The config is checked before Ray starts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="raysim tune", description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="tune config YAML (configs/tune/*.yaml)")
+    p.add_argument("-o", "--out", required=True,
+                   help="search directory: DIR/best_preset.yaml, trials.csv, heldout.csv, summary.md; "
+                        "rerunning into it resumes the search")
+    p.add_argument("--layer-sweep", action="store_true",
+                   help="instead of a search: each attribute alone at every layer (DIR/layer_sweep/)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..pipeline.simulate import ray_session
+    from .config import load_tune
+    from .data import prepare
+
+    prepared = prepare(load_tune(args.config), args.out)   # bad input fails here (raysim.cli reports it)
+    with ray_session():
+        if args.layer_sweep:
+            from .sweep import run_sweep
+
+            outcome = run_sweep(prepared)
+        else:
+            from .search import run_search
+
+            outcome = run_search(prepared)
+    print(outcome.summary.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
