@@ -155,6 +155,8 @@ def test_the_shipped_configs_load():
     assert set(config.space.parameters(config.base_preset(), config.attributes())) == {"sigma", "layer.high"}
     sweep = load_tune(ROOT / "configs" / "tune" / "synthetic_sweep.yaml")
     assert len(sweep.attributes()) == 13 and sweep.sweep_layers()[0] == 1
+    full = load_tune(ROOT / "configs" / "tune" / "psii_cardata.yaml")
+    assert len(full.space.parameters(full.base_preset(), full.attributes())) == 9
     cluster = yaml.safe_load((ROOT / "configs" / "tune" / "wvs7_qwen7b.yaml").read_text())
     with pytest.raises(TuneError, match="vectors: /runs/vectors/qwen2.5-7b is not a vector library"):   # its library is built on the cluster
         parse_tune(cluster)
