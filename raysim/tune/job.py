@@ -1,5 +1,7 @@
-"""`raysim tune --config CONFIG -o DIR [--layer-sweep]`: a Tune search (or the layer sweep) on
-Ray, locally or under `ray job submit` (jobs/tune.py). The config is checked before Ray starts."""
+"""Search PSII's parameters with Ray Tune on shared model actors, or run the layer sweep.
+
+`raysim tune --config CONFIG -o DIR [--layer-sweep]`, locally or under `ray job submit`
+(jobs/tune.py). The config is checked before Ray starts."""
 
 from __future__ import annotations
 
