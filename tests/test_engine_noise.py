@@ -133,14 +133,12 @@ def test_hooks_handle_decoder_blocks_that_return_tuples():
 
 
 def test_top_k_sampling_draws_only_the_candidates_yet_equals_a_full_draw():
-    from raysim.engine.base import Sampling
-    from raysim.engine.hf import HFEngine
     from raysim.engine.noise import uniforms
+    from raysim.engine.sampling import sample
 
     logits = torch.randn(64, 5000, generator=torch.Generator().manual_seed(0)) * 3
     seeds = torch.arange(64, dtype=torch.int64) * 7919
-    sampling = Sampling(temperature=0.7, top_k=20)
-    got = HFEngine._sample(logits, sampling, seeds, step=3)
+    got = sample(logits, 0.7, 20, 1.0, seeds, torch.full_like(seeds, 3))
     # The reference: mask all but the top k, Gumbel noise for the whole vocabulary.
     scaled = logits / 0.7
     kth = torch.topk(scaled, 20, dim=-1).values[:, -1:]

@@ -116,9 +116,12 @@ def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 class LM(abc.ABC):
-    """One model replica. Subclasses set ``tokenizer`` and implement the token-level core."""
+    """One model replica. Subclasses set ``tokenizer``, ``n_layers`` and ``hidden_size`` and
+    implement the token-level core."""
 
     tokenizer: Any
+    n_layers: int
+    hidden_size: int
 
     # ------------------------------------------------------------------ public interface
 
@@ -130,8 +133,8 @@ class LM(abc.ABC):
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         results: list[ScoreResult | None] = [None] * len(requests)
-        for group in self._groups(requests, with_options=True):
-            logliks = self._score_group(group, float(temperature))
+        groups = self._groups(requests, with_options=True)
+        for group, logliks in zip(groups, self._score_groups(groups, float(temperature))):
             for item, ll in zip(group.items, logliks):
                 ll = np.asarray(ll, dtype=np.float64)
                 probs = np.exp(ll - np.logaddexp.reduce(ll))
@@ -149,15 +152,15 @@ class LM(abc.ABC):
         generated ids, stop excluded) at each of ``layers``: [requests, layers, hidden], zeros for
         an empty response. The states are those a forward of prompt + response gives
         (:meth:`hidden_means_ids`); a backend may read them while decoding instead."""
-        return self._generate(requests, sampling, list(layers))
+        return self._generate(requests, sampling, self._checked_layers(layers))
 
     def _generate(self, requests: Sequence[Request], sampling: Sampling,
                   layers: list[int] | None) -> tuple[list[GenerationResult], np.ndarray | None]:
         results: list[GenerationResult | None] = [None] * len(requests)
         means = None
-        for group in self._groups(requests, with_options=False):
-            seeds = [requests[item.index].seed for item in group.items]
-            outputs, group_means = self._generate_group(group, sampling, seeds, self.stop_ids, layers)
+        groups = self._groups(requests, with_options=False)
+        seeds = [[requests[item.index].seed for item in group.items] for group in groups]
+        for group, (outputs, group_means) in zip(groups, self._generate_groups(groups, sampling, seeds, layers)):
             for k, (item, ids) in enumerate(zip(group.items, outputs)):
                 ids = [t for t in ids if t not in self.stop_ids]
                 text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
@@ -204,9 +207,26 @@ class LM(abc.ABC):
         for i, (start, end) in enumerate(spans):
             if not 0 <= start < end <= len(ids[i]):
                 raise ValueError(f"span {(start, end)} of text {i} outside its {len(ids[i])} tokens")
-        return self._hidden_means(ids, list(spans), list(layers), list(plans) if plans is not None else None)
+        return self._hidden_means(ids, list(spans), self._checked_layers(layers),
+                                  list(plans) if plans is not None else None)
+
+    def _checked_layers(self, layers: Sequence[int]) -> list[int]:
+        for layer in layers:
+            if not 0 <= layer <= self.n_layers:
+                raise ValueError(f"layer {layer} out of range 0..{self.n_layers}")
+        return list(layers)
 
     # ------------------------------------------------------------------ backend core
+
+    def _score_groups(self, groups: list[TokenGroup], temperature: float) -> list[list[np.ndarray]]:
+        """:meth:`_score_group` for every group; a backend that batches across groups (vLLM's
+        continuous batch) takes them all at once."""
+        return [self._score_group(group, temperature) for group in groups]
+
+    def _generate_groups(self, groups: list[TokenGroup], sampling: Sampling, seeds: list[list[int]],
+                         layers: list[int] | None) -> list[tuple[list[list[int]], np.ndarray | None]]:
+        """:meth:`_generate_group` for every group (``seeds[g]``: group g's per-item seeds)."""
+        return [self._generate_group(group, sampling, s, self.stop_ids, layers) for group, s in zip(groups, seeds)]
 
     @abc.abstractmethod
     def _score_group(self, group: TokenGroup, temperature: float) -> list[np.ndarray]:

@@ -21,7 +21,8 @@ import torch
 from raysim.engine.base import LM, Sampling, TokenGroup, TokenItem
 from raysim.engine.hooks import InjectionHooks
 from raysim.engine.loading import LoadedModel, decoder_layers
-from raysim.engine.noise import as_seed, uniforms
+from raysim.engine.noise import as_seed
+from raysim.engine.sampling import sample
 
 
 def _paths(item: TokenItem) -> list[tuple[int, ...]]:
@@ -105,6 +106,8 @@ class HFEngine(LM):
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
+        self.n_layers = loaded.n_layers
+        self.hidden_size = loaded.hidden_size
         self.token_budget = token_budget
         self.generate_rows = generate_rows
         self.hooks = InjectionHooks(self.model, loaded.n_layers, loaded.hidden_size)
@@ -264,7 +267,8 @@ class HFEngine(LM):
                 for step in range(sampling.max_new_tokens):
                     logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
                                         **{self._cache_kw: cache}, use_cache=True, logits_to_keep=1).logits[:, -1]
-                    token = self._sample(logits.float(), sampling, seed_t, step).cpu()
+                    token = sample(logits.float(), sampling.temperature, sampling.top_k, sampling.top_p,
+                                   seed_t, torch.full_like(seed_t, step)).cpu()
                     fed = ~done   # rows whose sampled token is part of their answer
                     for r in range(rows):
                         if not done[r]:
@@ -289,43 +293,11 @@ class HFEngine(LM):
         means = sums.cpu() / counts.clamp(min=1)[:, None, None]
         return out, means.numpy()
 
-    @staticmethod
-    def _sample(logits: torch.Tensor, sampling: Sampling, seeds: torch.Tensor, step: int) -> torch.Tensor:
-        """Counter-based sampling: Gumbel-max with uniforms keyed by (seed, step, token id), so a
-        row's draw depends on nothing else in the batch."""
-        if sampling.temperature <= 0:
-            return logits.argmax(dim=-1)
-        logits = logits / sampling.temperature
-        counters = torch.full_like(seeds, step)
-        if 0 < sampling.top_k < logits.shape[-1] and sampling.top_p >= 1.0:
-            # Gumbel noise for the k candidates only (the same uniforms a full draw gives them):
-            # drawing for the whole vocabulary cost more than the model's decode step.
-            top, ids = torch.topk(logits, sampling.top_k, dim=-1)
-            u = uniforms(seeds, counters, ids).to(logits.device)
-            gumbel = -torch.log(-torch.log(u.clamp(max=1 - 1e-12)))
-            pick = (torch.log_softmax(top, dim=-1) + gumbel.float()).argmax(dim=-1)
-            return ids.gather(-1, pick[:, None])[:, 0]
-        if 0 < sampling.top_k < logits.shape[-1]:
-            kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        if sampling.top_p < 1.0:
-            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-            cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-            drop = cum - torch.softmax(sorted_logits, dim=-1) >= sampling.top_p  # keep the first over p
-            logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
-        u = uniforms(seeds, counters, logits.shape[-1]).to(logits.device)
-        gumbel = -torch.log(-torch.log(u.clamp(max=1 - 1e-12)))
-        return (torch.log_softmax(logits, dim=-1) + gumbel.float()).argmax(dim=-1)
-
     # ------------------------------------------------------------------ hidden means
 
     @torch.inference_mode()
     def _hidden_means(self, ids: list[list[int]], spans: list[tuple[int, int]], layers: list[int],
                       plans=None) -> np.ndarray:
-        n_layers = self.loaded.n_layers
-        for layer in layers:
-            if not 0 <= layer <= n_layers:
-                raise ValueError(f"layer {layer} out of range 0..{n_layers}")
         width = max(len(x) for x in ids)
         batch = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)

@@ -90,14 +90,12 @@ class InjectionHooks:
         for b, plan in enumerate(plans):
             if plan is None:
                 continue
-            for j, term in enumerate(plan.terms):
-                adds.setdefault(term.layer, torch.zeros(rows, self.hidden_size))[b] += term.scaled()
-                if plan.sigma > 0:
-                    rows_j, sig_j = noise.setdefault((term.layer, j), ([], []))
-                    rows_j.append(b)
-                    sig_j.append(plan.sigma)
-            if plan.final() is not None:
-                adds.setdefault(self.n_layers, torch.zeros(rows, self.hidden_size))[b] += plan.final()
+            for layer, add in plan.layer_adds(self.n_layers).items():
+                adds.setdefault(layer, torch.zeros(rows, self.hidden_size))[b] += add
+            for key in plan.noise_terms():
+                rows_j, sig_j = noise.setdefault(key, ([], []))
+                rows_j.append(b)
+                sig_j.append(plan.sigma)
         layers: dict[int, _LayerState] = {}
         for layer in sorted(set(adds) | {layer for layer, _ in noise}):
             add = adds.get(layer)

@@ -226,7 +226,7 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(embedded_default_dir())
         name = f"random:{spec.random_init}" + (f"@{spec.n_layers}L" if spec.n_layers else "")
     else:
-        source = _resolve_source(spec.name_or_path)
+        source = resolve_source(spec.name_or_path)
         model, tokenizer = _pretrained(source, dtype, device, spec.trust_remote_code)
         name = EMBEDDED_NAME if spec.name_or_path == "embedded" else spec.name_or_path
 
@@ -260,7 +260,9 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def _resolve_source(name_or_path: str) -> str:
+def resolve_source(name_or_path: str) -> str:
+    """What ``from_pretrained`` (or vLLM) loads for a name: the embedded default's cache
+    directory, an existing model directory, or a hub id."""
     if name_or_path == "embedded":
         return str(embedded_default_dir())
     path = Path(name_or_path).expanduser()

@@ -61,7 +61,9 @@ class InjectionPlan:
 
     def _digest(self) -> str:
         # Content hash, so two plans built separately from the same vectors group together.
-        h = hashlib.sha256(f"{self.sigma!r}|{int(self.seed)}".encode())
+        return self._hash_vectors(hashlib.sha256(f"{self.sigma!r}|{int(self.seed)}".encode()))
+
+    def _hash_vectors(self, h) -> str:
         for term in self.terms:
             h.update(f"|{term.layer}|{float(term.scale)!r}|".encode())
             h.update(_as_tensor(term.vector).numpy().tobytes())
@@ -98,6 +100,27 @@ class InjectionPlan:
         if self.final_vector is not None and _as_tensor(self.final_vector).shape[0] != hidden_size:
             raise PlanError(f"final_vector has size {_as_tensor(self.final_vector).shape[0]}, "
                             f"model hidden size is {hidden_size}")
+
+    def layer_adds(self, n_layers: int) -> dict[int, torch.Tensor]:
+        """Per layer, the sum of scale·v of its terms (and the final vector at ``n_layers``): what
+        the plan adds there besides noise, as CPU float32 tensors."""
+        adds: dict[int, torch.Tensor] = {}
+        for term in self.terms:
+            adds[term.layer] = adds[term.layer] + term.scaled() if term.layer in adds else term.scaled()
+        final = self.final()
+        if final is not None:
+            adds[n_layers] = adds[n_layers] + final if n_layers in adds else final
+        return adds
+
+    def noise_terms(self) -> list[tuple[int, int]]:
+        """(layer, term index) of every term that draws noise: the index keys its noise stream."""
+        return [(term.layer, j) for j, term in enumerate(self.terms)] if self.sigma > 0 else []
+
+    @property
+    def vectors_key(self) -> str:
+        """Identity of the plan's vectors alone (not its sigma or seed): plans differing only in
+        their noise share one upload of their vectors to a vLLM replica."""
+        return self._hash_vectors(hashlib.sha256())
 
     def with_seed(self, seed: int) -> InjectionPlan:
         return InjectionPlan(self.terms, self.sigma, seed, self.final_vector)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..engine.backends import EngineSpec
 from ..engine.loading import ModelSpec
 from ..identity.injection import PsiiPreset
 from ..methods.simulator import Setup, Simulator
@@ -58,6 +59,7 @@ class Work:
     qids: tuple[str, ...]
     tasks: tuple[Task, ...]
     threads: int = 1
+    engine: EngineSpec = EngineSpec()
 
 
 def shard_name(respondent_ids: np.ndarray) -> str:
@@ -80,10 +82,9 @@ class ModelActor:
         setups = [self._setup(task, codebook) for task in work.tasks]
         self.engine = None
         if any(t.method.needs_model for t in work.tasks):   # loaded once per actor, never per batch
-            from ..engine.hf import HFEngine
-            from ..engine.loading import load_model
+            from ..engine.backends import make_engine
 
-            self.engine = HFEngine(load_model(work.model))
+            self.engine = make_engine(work.model, work.engine)
         self.setups = setups
         self.simulators = [self.simulator(i) for i in range(len(work.tasks))]
 

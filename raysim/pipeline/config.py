@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from ..engine.backends import EngineSpec
 from ..engine.loading import ModelSpec
 from ..engine.loading import EMBEDDED_PRESET, preset_for
 from ..mappings import from_mapping
@@ -107,6 +108,7 @@ class RunConfig:
     questions: int = 0
     answer: str = "logprob"
     model: ModelSpec = ModelSpec()
+    engine: EngineSpec = EngineSpec()
     vectors: str | None = None
     preset: str | None = None
     translations: str | None = None
@@ -169,6 +171,9 @@ class RunConfig:
             "method_spec": self.spec.to_dict(),
             "answer": self.answer,
             "model": dataclasses.asdict(self.model) if self.spec.needs_model else None,
+            # Backends agree to float rounding, not bit for bit: a run keeps its backend. (The HF
+            # default adds no key, so runs made before backends were selectable still resume.)
+            **({"engine": self.engine.name} if self.spec.needs_model and self.engine.name != "hf" else {}),
             "injection": self._injection(),
             "translations": (str(Path(self.translations).resolve())
                              if self.translations and self.spec.language != "en" else None),
@@ -219,6 +224,10 @@ def parse_config(raw: Any) -> RunConfig:
         "model": _build(ModelSpec, raw.get("model"), "model"),
         "actors": _build(Actors, raw.get("actors"), "actors"),
     }
+    try:
+        parts["engine"] = EngineSpec.parse(raw.get("engine"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     top = {k: v for k, v in raw.items() if k not in parts}
     return _build(RunConfig, {**top, **parts}, "run config")
 

@@ -152,8 +152,9 @@ def _shared(runs: list[tuple[RunConfig, Path]]) -> RunConfig:
                           ("questions", lambda c, d: c.questions), ("actors", lambda c, d: c.actors)):
             if get(config, run_dir) != get(first, first_dir):
                 raise ValueError(f"runs of one pass must share their {what}: {run_dir.name} differs from {first_dir.name}")
-        if config.spec.needs_model and first.spec.needs_model and config.model != first.model:
-            raise ValueError(f"runs of one pass must share their model: {run_dir.name} differs from {first_dir.name}")
+        if config.spec.needs_model and first.spec.needs_model and (config.model, config.engine) != (first.model, first.engine):
+            raise ValueError(f"runs of one pass must share their model and engine: {run_dir.name} differs "
+                             f"from {first_dir.name}")
     return first
 
 
@@ -206,7 +207,7 @@ def run_many(runs: list[tuple[RunConfig, Path]], *, limit: int | None = None,
     if tasks:
         a = config0.actors
         check_resources(a)
-        work = Work(model=config0.model, codebook=codebook.name, qids=tuple(qids), tasks=tuple(tasks),
+        work = Work(model=config0.model, engine=config0.engine, codebook=codebook.name, qids=tuple(qids), tasks=tuple(tasks),
                     threads=max(1, int(a.num_cpus)))
         needed = list(dict.fromkeys(c for t in tasks for c in columns(t.method, codebook)))
         ds = ray.data.read_parquet(dataset(population).files).select_columns(needed)

@@ -49,7 +49,7 @@ def pool_work(run: RunConfig, qids: list[str], codebook: str, search_id: str) ->
                 todo=np.empty(0, np.int64), answer=run.answer, seed=run.sampling.seed,
                 vectors=run.vector_library(), preset=run.preset_name(),
                 translations=str(run.translations) if run.translations else None)
-    return Work(model=run.model, codebook=codebook, qids=tuple(qids), tasks=(task,),
+    return Work(model=run.model, engine=run.engine, codebook=codebook, qids=tuple(qids), tasks=(task,),
                 threads=max(1, int(run.actors.num_cpus)))
 
 
