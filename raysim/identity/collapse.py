@@ -80,7 +80,7 @@ def final_token_states(engine: LM, library: VectorLibrary, preset: PsiiPreset, r
         rids.append(int(row[ID]))
     if not ids:
         raise ValueError("no agents")
-    layers = list(range(engine.loaded.n_layers + 1))
+    layers = list(range(engine.n_layers + 1))
     spans = [(len(x) - 1, len(x)) for x in ids]
     baseline, psii = [], []
     for s in range(0, len(ids), chunk):
@@ -90,7 +90,7 @@ def final_token_states(engine: LM, library: VectorLibrary, preset: PsiiPreset, r
         psii.append(engine.hidden_means_ids(ids[part], spans[part], layers, plans[part]))
     injected = {t.layer for p in plans for t in p.terms}
     if any(p.final_vector is not None for p in plans):
-        injected.add(engine.loaded.n_layers)
+        injected.add(engine.n_layers)
     return CollapseStates(np.concatenate(baseline), np.concatenate(psii), layers, sorted(injected),
                           np.array(rids, dtype=np.int64), qid)
 
@@ -246,7 +246,7 @@ def run_collapse(engine: LM, library: VectorLibrary, preset: PsiiPreset, respond
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = preset.sigma if sigma is None else sigma
-    what = (f"{engine.loaded.name}, {len(respondents)} agents, question {qid}, k = {k}, σ = {s:g}, "
+    what = (f"{engine.name}, {len(respondents)} agents, question {qid}, k = {k}, σ = {s:g}, "
             f"seed {seed}")
     header = (f"# Diversity collapse: {what}\n\nFinal-prompt-token k-NN radius per layer (layer ℓ = output "
               f"of decoder block ℓ−1), baseline (PE prompt only) vs PSII (injected at layers "

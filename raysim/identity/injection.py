@@ -118,12 +118,11 @@ class PsiiPreset:
 
 def check_setup(engine: LM, library: VectorLibrary, preset: PsiiPreset) -> None:
     """Refuse a library built for another model, and a preset injecting outside the model."""
-    loaded = engine.loaded
-    library.check_model(loaded.name, loaded.fingerprint, loaded.n_layers, loaded.hidden_size)
+    library.check_model(engine.name, engine.fingerprint, engine.n_layers, engine.hidden_size)
     used = {a: preset.layer_of(a) for a in library.attributes}
-    bad = {a: layer for a, layer in used.items() if not 1 <= layer <= loaded.n_layers}
+    bad = {a: layer for a, layer in used.items() if not 1 <= layer <= engine.n_layers}
     if bad:
-        raise PlanError(f"the preset injects {bad} but model {loaded.name} has layers 1..{loaded.n_layers}")
+        raise PlanError(f"the preset injects {bad} but model {engine.name} has layers 1..{engine.n_layers}")
 
 
 def respondent_seed(seed: int, respondent_id: int) -> int:

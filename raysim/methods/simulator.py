@@ -104,7 +104,7 @@ class Simulator:
         self.items = [setup.codebook[q] for q in setup.qids]
         self.batteries = battery_items(setup.codebook)
         self.preset = self._preset() if spec.injection is not None else None
-        self.label = spec.name if engine is None else f"{spec.name} ({engine.loaded.name})"
+        self.label = spec.name if engine is None else f"{spec.name} ({engine.name})"
         self._questions: dict[tuple[str, str], str] = {}
 
     def _preset(self) -> PsiiPreset:

@@ -263,7 +263,7 @@ def _write_cache(path: Path, language: str, model: str, entries: Mapping[str, Ca
 def model_name(engine: LM) -> str:
     name = getattr(getattr(engine, "loaded", None), "name", None)
     if not isinstance(name, str) or not name:
-        raise ValueError("the engine does not name its model (engine.loaded.name), which the cache records")
+        raise ValueError("the engine does not name its model (engine.name), which the cache records")
     return name
 
 
@@ -507,7 +507,7 @@ def run_args(a: argparse.Namespace) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     engine = HFEngine(load_model(model_spec(a)))
-    print(f"{len(qids)} questions, {len(strings)} distinct strings; model {engine.loaded.name}; cache {a.out}")
+    print(f"{len(qids)} questions, {len(strings)} distinct strings; model {engine.name}; cache {a.out}")
     for language in languages:
         started = time.monotonic()
 
