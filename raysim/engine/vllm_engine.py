@@ -31,7 +31,7 @@ from raysim.engine.plan import InjectionPlan
 
 WORKER = "raysim.engine.vllm_worker"
 PIN = "vllm==0.32.0"   # the worker extension reads vLLM 0.32's model-runner state
-KEY = "raysim"
+KEY = "raysim"   # the requests' extra_args entry vllm_worker reads
 
 
 @dataclass(frozen=True)

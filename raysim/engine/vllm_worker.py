@@ -32,8 +32,7 @@ from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
 from raysim.engine.noise import normals
 from raysim.engine.sampling import sample
-
-KEY = "raysim"
+from raysim.engine.vllm_engine import KEY
 
 
 @dataclass

@@ -25,9 +25,11 @@ VLLM = {"name": "vllm", "max_model_len": 1024}
 
 
 def _simulate(tmp_path, name: str, **overrides) -> pd.DataFrame:
-    config = {"population": {"cardata": True}, "method": "psii", "answer": "logprob",
-              "sampling": {"n": 8, "seed": 0}, "actors": {"number": 1, "num_cpus": 0.5, "batch_size": 4},
-              **overrides}
+    """The shipped carData vLLM config on 8 respondents (``engine`` overridden or dropped)."""
+    config = yaml.safe_load((ROOT / "configs" / "experiments" / "cardata_vllm.yaml").read_text())
+    config.update({"sampling": {"n": 8, "seed": 0}, "actors": {"number": 1, "num_cpus": 0.5, "batch_size": 4}})
+    config.update(overrides)
+    config = {k: v for k, v in config.items() if v is not None}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     p = subprocess.run([sys.executable, "jobs/simulate.py", "--config", str(path), "-o", str(tmp_path / name)],
@@ -38,8 +40,8 @@ def _simulate(tmp_path, name: str, **overrides) -> pd.DataFrame:
 
 
 def test_the_simulation_job_runs_on_vllm_and_agrees_with_hf(tmp_path):
-    hf = _simulate(tmp_path, "hf")
-    vllm = _simulate(tmp_path, "vllm", engine=VLLM)
+    hf = _simulate(tmp_path, "hf", engine=None)
+    vllm = _simulate(tmp_path, "vllm")
     assert yaml.safe_load((tmp_path / "vllm" / "config.yaml").read_text())["engine"] == "vllm"
     assert "engine" not in yaml.safe_load((tmp_path / "hf" / "config.yaml").read_text())
     assert list(vllm["respondent_id"]) == list(hf["respondent_id"])
