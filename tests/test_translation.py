@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -28,7 +27,7 @@ class ScriptedEngine:
     def __init__(self, forward: dict[str, str], back: dict[str, str], name: str = "fake-model",
                  fail_after: int | None = None) -> None:
         self.forward, self.back = forward, back
-        self.loaded = SimpleNamespace(name=name)
+        self.name = name
         self.calls = 0
         self.asked: list[str] = []
         self.fail_after = fail_after
@@ -54,7 +53,7 @@ class CountingEngine:
     """A real engine whose generate calls are counted."""
 
     def __init__(self, engine) -> None:
-        self.engine, self.loaded, self.calls = engine, engine.loaded, 0
+        self.engine, self.name, self.calls = engine, engine.name, 0
 
     def encode(self, text: str) -> list[int]:
         return self.engine.encode(text)

@@ -261,7 +261,7 @@ def _write_cache(path: Path, language: str, model: str, entries: Mapping[str, Ca
 
 
 def model_name(engine: LM) -> str:
-    name = getattr(getattr(engine, "loaded", None), "name", None)
+    name = getattr(engine, "name", None)
     if not isinstance(name, str) or not name:
         raise ValueError("the engine does not name its model (engine.name), which the cache records")
     return name
