@@ -114,6 +114,15 @@ class VLLMEngine(LM):
             worker_extension_cls=f"{WORKER}.RaysimWorkerExtension",
             logits_processors=[f"{WORKER}:CounterSampler"],
             seed=0, **extra)
+        # vLLM's CPU attention plans its work for the OpenMP thread count of the calling thread
+        # and checks it again in the kernel. A caller on another thread (Ray Data runs an actor's
+        # batches on a thread of its own) may have another count (a new thread's OpenMP default
+        # is every core); in a Ray job the check then failed ("thread_num 2 vs. 1"). Each call
+        # sets its thread to the count the engine started with (torch._C's setter: vLLM's CPU
+        # worker turns torch.set_num_threads into a no-op).
+        import torch
+
+        self._threads = torch.get_num_threads() if platform == "cpu" else None
         info = self._rpc("raysim_install")
         self.n_layers, self.hidden_size = info["n_layers"], info["hidden_size"]
         self._resident: OrderedDict[str, None] = OrderedDict()
@@ -177,6 +186,10 @@ class VLLMEngine(LM):
         return prompt
 
     def _submit(self, prompts: list[dict], params: list) -> list:
+        if self._threads is not None:
+            import torch
+
+            torch._C.set_num_threads(self._threads)
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         self.stats["requests"] += len(outputs)
         self.stats["prompt_tokens"] += sum(len(p["prompt_token_ids"]) for p in prompts)

@@ -137,6 +137,29 @@ def test_a_request_alone_equals_it_in_a_mixed_batch(vllm_engine):
         assert vllm_engine.generate([requests[k]], sampling)[0].token_ids == batch_gen[k].token_ids
 
 
+def test_calls_from_another_thread_work(vllm_engine):
+    """Ray Data calls an actor's UDF from another thread than its constructor; a new thread's
+    OpenMP default (all cores) must not reach vLLM's CPU attention, which checks it against the
+    thread count it was started with."""
+    import threading
+
+    requests = _requests(_plans())[:3]
+    here = vllm_engine.score(requests)
+    there: list = []
+
+    def call():
+        torch._C.set_num_threads(vllm_engine._threads + 1)    # a thread with another OpenMP count
+        there.append(vllm_engine.score(requests))
+        there.append(torch.get_num_threads())
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    worker.join()
+    assert len(there) == 2, "the call in the other thread failed"
+    _assert_scores_close(there[0], here)
+    assert there[1] == vllm_engine._threads     # the call ran with the engine's thread count
+
+
 def _context_at_block_end(engine, question, opts, block=128):
     """A profile whose prompt (context) ends one token before a KV block boundary: option tokens
     then fill that block, so scoring the same request again finds them in the prefix cache."""
