@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .engine.loading import EMBEDDED_NAME
 from .methods.uniform import METHOD as UNIFORM
-from .pipeline.config import Actors, Population, RunConfig, Sampling
+from .pipeline.config import Actors, RunConfig, Sampling
 from .pipeline.simulate import ray_session, run
 from .report.scorecard import score_run
-from .survey.cardata import write_cardata
-from .survey.synthetic import write_synthetic
+from .survey.sources import PopulationSource
+from .survey.sources.cardata_source import CarDataSource
+from .survey.sources.path_source import PathSource
+from .survey.sources.synthetic_source import SyntheticSource
 
 LABELS = {"uniform": UNIFORM, "pe": f"PE, {EMBEDDED_NAME}, logprob mode"}
 
@@ -27,7 +28,7 @@ LABELS = {"uniform": UNIFORM, "pe": f"PE, {EMBEDDED_NAME}, logprob mode"}
 @dataclass(frozen=True)
 class DemoPopulation:
     name: str
-    make: Callable[[Path], Path]
+    source: PopulationSource
     per_country: int
     questions: int                  # 0: the whole questionnaire
     countries: tuple[str, ...] = ()  # () = all
@@ -39,18 +40,18 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, n_boot: int = 100,
     """``per_country`` / ``questions`` override the demo's sample sizes (tests use tiny ones)."""
     # Sizes that keep the demo to a few minutes on 2 CPU cores.
     populations = [
-        DemoPopulation(f"synthetic-{n}", lambda p: write_synthetic(n, p, seed=seed),
+        DemoPopulation(f"synthetic-{n}", SyntheticSource(n, seed),
                        per_country=per_country or 3, questions=questions or 24,
                        countries=("DEU", "JPN", "NGA", "USA")),
-        DemoPopulation("cardata", write_cardata, per_country=per_country or 10, questions=0, batch_size=5),
+        DemoPopulation("cardata", CarDataSource(), per_country=per_country or 10, questions=0, batch_size=5),
     ]
     with ray_session():
         for pop in populations:
             path = out / "populations" / pop.name   # written once, shared by both methods
             if not path.exists():
-                pop.make(path)
+                pop.source.write(path)
             for method, label in LABELS.items():
-                config = RunConfig(population=Population(path=str(path)), method=method,
+                config = RunConfig(population=PathSource(str(path)), method=method,
                                    sampling=Sampling(per_country=pop.per_country, countries=pop.countries, seed=seed),
                                    questions=pop.questions, actors=Actors(number=2, batch_size=pop.batch_size))
                 run_dir = out / f"{pop.name}-{method}"

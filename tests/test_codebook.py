@@ -177,8 +177,9 @@ def test_parser_accepts_a_well_formed_document():
     ([_item("Q3"), _item("Q3")], r"'Q3'.*duplicate id"),
     ([_item("Q4", kind="likert")], r"'Q4'.*kind 'likert'"),
     ([_item("Q5", scale=[1, 3])], r"'Q5'.*not a permutation"),
-    ([_item("Q6", options=[["1", "A"], [2, "B"]])], r"'Q6'.*not \[int, str\]"),
-    ([_item("Q6", options=[[1, 5], [2, "B"]])], r"'Q6'.*not \[int, str\]"),
+    ([_item("Q6", options=[["1", "A"], [2, "B"]])], r"'Q6' key 'options'.*not \[integer code, text label\]"),
+    ([_item("Q6", options=[[1, 5.5], [2, "B"]])], r"'Q6' key 'options'.*not \[integer code, text label\]"),
+    ([_item("Q6", options=[[1, None], [2, "B"]])], r"'Q6' key 'options'.*not \[integer code, text label\]"),
     ([_item("Q7", pair="Q99")], r"'Q7'.*pair 'Q99' is not an item"),
     ([_item("Q8", kind="nominal", options=[[1, "A"]])], r"'Q8'.*at least two options"),
 ])

@@ -116,8 +116,8 @@ def test_paper_config_is_the_full_design_and_overrides_apply(tmp_path):
     assert cfg.sampling.n == 100 and cfg.questions == 0 and cfg.model.name_or_path == "embedded"
     small = load_experiment(PAPER, population="cardata", sample=8, questions=8, answer="generate")
     cfg = small.runs["pe"]
-    assert cfg.population.cardata and cfg.sampling.n == 8 and cfg.questions == 8 and cfg.answer == "generate"
-    assert load_experiment(PAPER, population="synthetic:300").runs["pe"].population.synthetic.n == 300
+    assert cfg.population.to_mapping() == {"cardata": True} and cfg.sampling.n == 8 and cfg.questions == 8 and cfg.answer == "generate"
+    assert load_experiment(PAPER, population="synthetic:300").runs["pe"].population.n == 300
     with pytest.raises(ConfigError, match="no such file or directory"):
         load_experiment(PAPER, population=str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="synthetic:N"):

@@ -9,7 +9,9 @@ import pyreadstat
 import pytest
 
 from raysim.survey.codebook import Codebook, load_codebook
-from raysim.survey.loaders import REPORT_FILE, VALUE_LABELS_FILE, WVS7ImportError, import_wvs7
+from raysim.survey.importer import REPORT_FILE, VALUE_LABELS_FILE, import_wvs7
+from raysim.survey.loaders import WVS7ImportError
+from raysim.survey.respondent_ids import SOURCE_ID
 from raysim.survey.official_layout import (
     EXPORT_MISSING, official_columns, to_official_frame, write_official,
 )
@@ -55,9 +57,12 @@ def population(cb):
 
 @pytest.fixture(scope="module")
 def expected(population, cb, tmp_path_factory):
-    """The original population as it reads back from the canonical contract."""
+    """The original population as it reads back from the canonical contract (the interview ids,
+    all unique, are the respondent ids and are kept as source ids)."""
     path = tmp_path_factory.mktemp("expected") / "pop.parquet"
-    return read_population(write_population(population, path, cb))
+    kept = population.copy()
+    kept.insert(3, SOURCE_ID, kept["respondent_id"])
+    return read_population(write_population(kept, path, cb))
 
 
 @pytest.fixture(scope="module")
@@ -192,13 +197,13 @@ def test_failed_import_leaves_existing_output_unchanged(files, official, tmp_pat
     out = tmp_path / "pop"
     import_wvs7(files["csv"], out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    dup = official.copy()
-    dup.loc[9, "D_INTERVIEW"] = dup.loc[2, "D_INTERVIEW"]
-    path = tmp_path / "dup.csv"
-    dup.to_csv(path, index=False)
-    one_line_error(path, out, r"duplicated D_INTERVIEW \d+ \(rows 3 and 10\)", overwrite=True)
+    bad = official.copy()
+    bad.loc[len(bad) - 1, "W_WEIGHT"] = -1.0   # found in the last chunk, after shards were staged
+    path = tmp_path / "bad.csv"
+    bad.to_csv(path, index=False)
+    one_line_error(path, out, rf"W_WEIGHT is negative \(-1.0\) at row {len(bad)}", overwrite=True, chunk_rows=50)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dup.csv", "pop"]  # no staging left over
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "pop"]  # no staging left over
     with pytest.raises(PopulationError, match="exists"):
         import_wvs7(files["csv"], out)
 

@@ -64,7 +64,7 @@ def _wvs_codebook(overrides: dict[str, dict] | None = None) -> Codebook:
         if "range" in spec:
             raw["range"] = spec["range"]
         items.append(raw)
-    return parse_codebook({"title": "WVS-7 demographics", "items": items}, "wvs_demo")
+    return parse_codebook({"title": "WVS-7 demographics", "items": items, "profile": "wvs"}, "wvs_demo")
 
 
 WVS = _wvs_codebook()
@@ -193,7 +193,7 @@ def test_unknown_codes_are_errors(codebook, row, needle):
 
 
 def test_a_code_the_codebook_knows_but_the_templates_do_not_is_an_error():
-    cb = parse_codebook({"items": [{"id": "Q289", "opinion": False, "section": "Demographics",
+    cb = parse_codebook({"profile": "wvs", "items": [{"id": "Q289", "opinion": False, "section": "Demographics",
                                     "text": "Religious denomination", "kind": "nominal",
                                     "options": [[0, "None"], [10, "Jedi"]]}]}, "odd")
     assert render_profile({"Q289": 0}, cb)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,11 +28,10 @@ from ..engine.loading import ModelSpec
 from ..engine.plan import NOISE_SCOPES, PlanError, scoped
 from ..methods.prompts import persona_prefix, request
 from ..survey.batteries import battery_items
-from ..survey.cardata import load_cardata
-from ..survey.codebook import Codebook, load_codebook
+from ..survey.codebook import Codebook
 from ..survey.population import BASE_COLUMNS, ID, codebook_of, read_population, records
 from ..survey.profile import profile_columns, render_profile
-from ..survey.synthetic import synth_frames
+from ..survey.sources import source_from_text
 from .dataset import ATTRIBUTES
 from .injection import PsiiPreset, check_setup, psii_plan, respondent_seed
 from .library import VectorLibrary, load_library
@@ -67,25 +67,18 @@ def agent_columns(codebook: Codebook) -> list[str]:
 
 
 def load_agents(population: str, n: int, seed: int = 0) -> tuple[pd.DataFrame, Codebook]:
-    """``n`` respondents drawn without replacement (seeded, in id order) from ``population``: a
-    canonical Parquet population (file or shard directory), ``synthetic:N`` (N generated WVS-7
-    respondents, seed ``seed``) or ``cardata`` (the real carData::WVS respondents)."""
+    """``n`` respondents drawn without replacement (seeded, in id order) from ``population``,
+    command-line text naming a population source (raysim.survey.sources): a canonical Parquet
+    population (file or shard directory), ``synthetic:N`` (N generated WVS-7 respondents) or
+    ``cardata`` (the real carData::WVS respondents). A generated one is written to a temporary
+    directory."""
     if n < 1:
         raise ValueError(f"the number of agents must be >= 1, got {n}")
-    if population.startswith("synthetic:"):
-        size = population.removeprefix("synthetic:")
-        if not size.isdigit() or int(size) < 1:
-            raise ValueError(f"population {population!r}: expected synthetic:N with N a positive integer")
-        codebook = load_codebook("wvs7")
-        people = pd.concat(list(synth_frames(int(size), seed, codebook=codebook)), ignore_index=True)
-    elif population == "cardata":
-        people, codebook = load_cardata(), load_codebook("cardata")
-    else:
-        if not Path(population).exists():
-            raise FileNotFoundError(f"population {population!r}: no such file or directory "
-                                    "(or give synthetic:N or cardata)")
-        codebook = codebook_of(population)
-        people = read_population(population, columns=agent_columns(codebook))
+    source = source_from_text(population)
+    with tempfile.TemporaryDirectory(prefix="raysim-agents-") as tmp:
+        path = source.ensure(tmp)
+        codebook = codebook_of(path)
+        people = read_population(path, columns=agent_columns(codebook))
     if n > len(people):
         raise ValueError(f"{n} agents asked for, but population {population!r} has {len(people)} respondents")
     take = np.sort(np.random.default_rng(seed).choice(len(people), size=n, replace=False))

@@ -1,6 +1,8 @@
 """The run config of a simulation (YAML), validated into frozen dataclasses.
 
     population: {path: DIR} | {synthetic: {n: 2000, seed: 0}} | {cardata: true}
+                | {survey: {file: F, codebook: CB.yaml, id: COL, country_code: NZL, weight: COL}}
+                               # any registered source (raysim.survey.sources)
     sampling:   {per_country: 3, countries: [DEU, USA], seed: 0}   # or {n: 100}; neither: everyone
     questions:  24             # 0: the whole questionnaire, else N spread over the categories
     method:     pe             # configs/methods/<name>.yaml, or a method YAML file
@@ -13,7 +15,7 @@
 
 The seed (``sampling.seed``) also seeds the method: prompt languages, noise, sampled answers.
 
-Generated populations (synthetic, cardata) are written once into RUN_DIR/population.
+Generated populations (synthetic, cardata, survey) are written once into RUN_DIR/population.
 ``resolved`` is what RUN_DIR/config.yaml holds and what its hash covers: everything that
 changes result rows, nothing about resources (``actors``), so a run may resume with another
 number of actors or on another cluster.
@@ -34,40 +36,12 @@ from ..engine.loading import EMBEDDED_PRESET, preset_for
 from ..mappings import from_mapping
 from ..methods.spec import ANSWER_MODES, MethodError, MethodSpec, get_method
 from ..survey.codebook import load_codebook
-from ..survey.population import codebook_of
 from ..survey.sampling import questions_evenly
-
-POPULATION_DIR = "population"
+from ..survey.sources import PopulationSource, SourceError, parse_source
 
 
 class ConfigError(ValueError):
     """A run config that cannot be run; the message names the offending key."""
-
-
-@dataclass(frozen=True)
-class Synthetic:
-    n: int
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.n <= 0:
-            raise ConfigError(f"population.synthetic.n must be positive, got {self.n}")
-
-
-@dataclass(frozen=True)
-class Population:
-    path: str | None = None
-    synthetic: Synthetic | None = None
-    cardata: bool = False
-
-    def __post_init__(self) -> None:
-        given = [k for k, v in (("path", self.path), ("synthetic", self.synthetic), ("cardata", self.cardata)) if v]
-        if len(given) != 1:
-            raise ConfigError(f"population needs exactly one of path, synthetic, cardata; got {given or 'none'}")
-
-    @property
-    def generated(self) -> bool:
-        return self.path is None
 
 
 @dataclass(frozen=True)
@@ -102,7 +76,7 @@ class Actors:
 
 @dataclass(frozen=True)
 class RunConfig:
-    population: Population
+    population: PopulationSource
     method: str
     sampling: Sampling = Sampling()
     questions: int = 0
@@ -146,27 +120,20 @@ class RunConfig:
         return str(Path(self.vectors).resolve()) if self.vectors not in (None, "embedded") else "embedded"
 
     def population_path(self, run_dir: str | Path) -> Path:
-        if self.population.generated:
-            return Path(run_dir).resolve() / POPULATION_DIR
-        return Path(self.population.path).resolve()
+        return self.population.location(run_dir)
 
     def codebook_name(self) -> str:
-        if self.population.synthetic:
-            return "wvs7"
-        if self.population.cardata:
-            return "cardata"
-        return codebook_of(self.population_path(".")).name
+        return self.population.codebook().name
 
     def resolved(self, run_dir: str | Path) -> dict[str, Any]:
         """The run's identity: what RUN_DIR/config.yaml holds and its hash covers."""
         cb = load_codebook(self.codebook_name())
-        pop = self.population
         return {
             "population": str(self.population_path(run_dir)),
-            "population_source": ({"path": str(self.population_path(run_dir))} if pop.path else
-                                  {"synthetic": dataclasses.asdict(pop.synthetic)} if pop.synthetic else
-                                  {"cardata": True}),
+            "population_source": self.population.to_mapping(),
             "codebook": cb.name,
+            # a shipped codebook is named; any other is recorded by content too
+            **({"codebook_sha256": cb.sha256} if Path(cb.name).is_absolute() else {}),
             "method": self.spec.name,
             "method_spec": self.spec.to_dict(),
             "answer": self.answer,
@@ -205,21 +172,23 @@ def _build(cls, raw: Any, where: str):
 
 def parse_config(raw: Any) -> RunConfig:
     """A relative population path resolves against the current directory (the repository
-    root, locally and under ``ray job submit --working-dir .``)."""
+    root, locally and under ``ray job submit --working-dir .``); the population is any
+    registered source (``raysim.survey.sources``)."""
     if not isinstance(raw, dict):
         raise ConfigError("a run config is a YAML mapping")
     raw = dict(raw)
     for key in ("population", "method"):
         if key not in raw:
             raise ConfigError(f"run config lacks required key {key!r}")
-    pop = dict(raw["population"] or {}) if isinstance(raw["population"], dict) else raw["population"]
-    if isinstance(pop, dict) and isinstance(pop.get("synthetic"), dict):
-        pop["synthetic"] = _build(Synthetic, pop["synthetic"], "population.synthetic")
+    try:
+        population = parse_source(raw["population"])
+    except SourceError as e:
+        raise ConfigError(str(e)) from None
     sampling = dict(raw.get("sampling") or {})
     if "countries" in sampling:
         sampling["countries"] = tuple(sampling["countries"] or ())
     parts = {
-        "population": _build(Population, pop, "population"),
+        "population": population,
         "sampling": _build(Sampling, sampling, "sampling"),
         "model": _build(ModelSpec, raw.get("model"), "model"),
         "actors": _build(Actors, raw.get("actors"), "actors"),

@@ -24,11 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..methods.simulator import columns
-from ..survey.cardata import write_cardata
 from ..survey.codebook import load_codebook
 from ..survey.population import COUNTRY, ID, dataset, read_population
 from ..survey.sampling import sample_n, sample_per_country
-from ..survey.synthetic import write_synthetic
 from .actor import ModelActor, Task, Work
 from .config import Actors, ConfigError, RunConfig
 from .progress import CountryProgress, log
@@ -52,18 +50,6 @@ class Completeness:
     def ok(self) -> bool:
         return self.complete == self.respondents and self.duplicates == 0 and \
             self.rows == self.complete * self.questions
-
-
-def ensure_population(config: RunConfig, run_dir: Path) -> Path:
-    """The population's path; a generated one is written once (atomically) into the run dir."""
-    path = config.population_path(run_dir)
-    pop = config.population
-    if pop.generated and not path.exists():
-        if pop.synthetic:
-            write_synthetic(pop.synthetic.n, path, seed=pop.synthetic.seed)
-        else:
-            write_cardata(path)
-    return path
 
 
 def sample(population: Path, config: RunConfig) -> pd.DataFrame:
@@ -183,7 +169,7 @@ def run_many(runs: list[tuple[RunConfig, Path]], *, limit: int | None = None,
 
     runs = [(config, Path(run_dir).resolve()) for config, run_dir in runs]
     config0 = _shared(runs)
-    population = ensure_population(config0, runs[0][1])
+    population = config0.population.ensure(runs[0][1])
     resolved = [config.resolved(run_dir) for config, run_dir in runs]
     hashes = [init_run_dir(run_dir, r) for (_, run_dir), r in zip(runs, resolved)]
     for _, run_dir in runs:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from .codebook import load_codebook
-from .population import BASE_COLUMNS, COUNTRY, codebook_of, dataset
+from .population import COUNTRY, codebook_of, dataset
 
 WORST_ITEMS = 10
 
@@ -60,7 +60,7 @@ def describe_population(path: str | Path) -> PopulationSummary:
     """Summarise a canonical population (a Parquet file or shard directory)."""
     codebook = codebook_of(path)
     ds = dataset(path)
-    items = [name for name in ds.schema.names if name not in BASE_COLUMNS]
+    items = [name for name in ds.schema.names if name in codebook]
     rows = 0
     countries: Counter[str] = Counter()
     nulls = dict.fromkeys(items, 0)

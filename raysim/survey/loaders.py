@@ -1,14 +1,10 @@
-"""Import the official WVS-7 release into the canonical population.
+"""Read survey files: the official WVS-7 release as users download it, or any survey table.
 
-``import_wvs7`` reads the file users download (CSV with comma or semicolon, SPSS ``.sav``,
-Stata ``.dta``, or a ``.zip`` holding one of them) in chunks of rows and only the columns it
-needs, and streams each chunk as one shard into an atomic ``ShardWriter``: 97,220 x 611 never
-sits in memory at once, and nothing already at ``out`` changes unless the import succeeds.
-
-Every problem is a one-line ``WVS7ImportError`` naming the file: not WVS-7 shaped, corrupt
-or truncated, a non-integer answer, a bad id / country / weight, a duplicated interview id,
-and, with ``strict``, an answer code the codebook does not know (otherwise such a code is
-stored as null and counted in the ``ImportReport``).
+``_open_source`` opens a CSV (comma, semicolon or tab), SPSS ``.sav``, Stata ``.dta``, or a
+``.zip`` holding one of them, and reads chunks of rows of only the columns asked for, so
+97,220 x 611 never sits in memory at once. Damaged files (corrupt, truncated) become one-line
+``WVS7ImportError``s naming the file. ``raysim.survey.importer`` turns what is read into a
+population.
 """
 
 from __future__ import annotations
@@ -20,28 +16,17 @@ import shutil
 import tempfile
 import zipfile
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import numpy as np
 import pandas as pd
 import pyreadstat
 
-from .codebook import MISSING_CODES, Codebook, Item, load_codebook
-from .official_layout import COUNTRY_COLUMN, ID_COLUMN, WEIGHT_COLUMN
-from .population import COUNTRY, ID, WEIGHT, ShardWriter, write_json_atomic
-
-REPORT_FILE = "import_report.json"
-VALUE_LABELS_FILE = "value_labels.json"
 FORMATS = (".csv", ".sav", ".dta")
-DEFAULT_CHUNK_ROWS = 10_000
 _MAX_NAMED = 10
-_INT32 = (np.iinfo(np.int32).min, np.iinfo(np.int32).max)
-_ALPHA3 = re.compile(r"^[A-Z]{3}$")
 _DTA_OPEN, _DTA_CLOSE = b"<stata_dta>", b"</stata_dta>"
 _READ_ERRORS = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError, zipfile.BadZipFile,
                 zlib.error, EOFError, OSError, pyreadstat.ReadstatError,
@@ -49,7 +34,7 @@ _READ_ERRORS = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError, z
 
 
 class WVS7ImportError(ValueError):
-    """A file that cannot be imported as WVS-7; the message is one line naming the file."""
+    """A file that cannot be imported (WVS-7 or another survey); the message is one line naming the file."""
 
 
 def _one_line(e: BaseException) -> str:
@@ -59,47 +44,6 @@ def _one_line(e: BaseException) -> str:
 def _names(names: list[str]) -> str:
     shown = ", ".join(names[:_MAX_NAMED])
     return shown + (f" and {len(names) - _MAX_NAMED} more" if len(names) > _MAX_NAMED else "")
-
-
-@dataclass
-class ImportReport:
-    source: str
-    format: str
-    """``csv``, ``sav`` or ``dta``, prefixed ``zip:`` when read from inside a zip."""
-    output: str
-    codebook: str
-    rows: int = 0
-    countries: dict[str, int] = field(default_factory=dict)
-    """Respondents per country, in order of first appearance."""
-    anomalies: dict[str, dict[int, int]] = field(default_factory=dict)
-    """column -> code -> count of answer codes the codebook does not know (stored as null)."""
-    weights: bool = True
-    """False when the file had no W_WEIGHT column and every weight is 1.0."""
-    value_labels: list[str] = field(default_factory=list)
-    """Coded items whose value labels were kept in ``value_labels.json``."""
-
-    @property
-    def anomaly_count(self) -> int:
-        return sum(sum(c.values()) for c in self.anomalies.values())
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["anomalies"] = {q: {str(c): n for c, n in codes.items()}
-                          for q, codes in self.anomalies.items()}
-        return d
-
-    def lines(self) -> list[str]:
-        """What the CLI prints after an import."""
-        out = [f"imported {self.rows} respondents from {len(self.countries)} countries "
-               f"({self.format}) into {self.output}"]
-        if not self.weights:
-            out.append(f"no {WEIGHT_COLUMN} column: every weight is 1.0")
-        if self.anomalies:
-            out.append(f"{self.anomaly_count} answer(s) with codes the codebook does not know, "
-                       "stored as null:")
-            out += [f"  {q} code {c}: {n}"
-                    for q, codes in self.anomalies.items() for c, n in sorted(codes.items())]
-        return out
 
 
 # ---- sources ---------------------------------------------------------------------------
@@ -113,6 +57,8 @@ class _Source:
     columns: list[str]
     chunks: Callable[[list[str], int], Iterator[pd.DataFrame]]
     value_labels: dict[str, dict[float, str]] = field(default_factory=dict)
+    encoding: str | None = None
+    """The text encoding the file is read with (a CSV's is sniffed: ``utf-8`` or ``cp1252``)."""
 
 
 class _Tail(io.RawIOBase):
@@ -133,33 +79,128 @@ class _Tail(io.RawIOBase):
         return len(data)
 
 
+_BLANK = ' \t\r\n"'
+"""With the separator: what a line holding no data is made of."""
+_SAMPLE_BYTES = 1 << 20
+"""How much of a CSV is read up front for its header, separator, encoding and decimal mark."""
+_SAMPLE_ROWS = 200
+_COMMA_DECIMAL = re.compile(r"[-+]?\d*,\d+")
+_POINT_DECIMAL = re.compile(r"[-+]?\d*\.\d+")
+
+
+class _NonBlankLines(io.RawIOBase):
+    """A reader that drops lines holding nothing but separators, quotes and whitespace: the
+    rows a spreadsheet leaves at the end of a sheet (``,,,,``). pandas skips only truly empty
+    lines and would read these as respondents with every column empty. (A blank line inside a
+    quoted multi-line text field is dropped too: only text changes.)"""
+
+    def __init__(self, raw: IO[bytes], sep: str):
+        self.raw, self.blank, self.pending = raw, (_BLANK + sep).encode(), b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        out = bytearray(self.pending)
+        while len(out) < len(b):
+            line = self.raw.readline()
+            if not line:
+                break
+            if line.strip(self.blank):
+                out += line
+        n = min(len(b), len(out))
+        b[:n] = out[:n]
+        self.pending = bytes(out[n:])
+        return n
+
+
 def _fields(line: str, sep: str) -> list[str]:
     return next(csv.reader([line], delimiter=sep), [])
 
 
-def _csv_source(opener: Callable[[], IO[bytes]], where: str, fmt: str) -> _Source:
+def _is_blank(line: str, sep: str) -> bool:
+    return not line.strip(_BLANK + sep)
+
+
+def _sample(opener: Callable[[], IO[bytes]]) -> bytes:
+    """The first whole lines of the file (up to ``_SAMPLE_BYTES``)."""
     with opener() as f:
-        first = f.readline(1 << 20).decode("utf-8-sig", errors="replace").rstrip("\r\n")
+        sample = f.read(_SAMPLE_BYTES)
+    if len(sample) == _SAMPLE_BYTES and b"\n" in sample:
+        sample = sample[:sample.rindex(b"\n") + 1]
+    return sample
+
+
+def _text_encoding(sample: bytes) -> str:
+    """UTF-8 (a BOM skipped), unless the sample is not UTF-8: then Windows-1252, what Excel and
+    SPSS on Western-European Windows write (a superset of Latin-1's letters). Bytes it does not
+    define are replaced, so a file never fails on decoding; answers are ASCII digits either way."""
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.reason != "unexpected end of data":  # not just a character cut by the sample's end
+            return "cp1252"
+    return "utf-8-sig"
+
+
+def _decimal_mark(rows: list[list[str]], sep: str) -> str:
+    """``,`` for a file that writes decimals with a comma (European exports, ``;``-separated):
+    one decimal comma in the sample, or no decimals seen in a ``;`` file. A decimal point in a
+    decimal-comma file still reads (as text that the conversion parses); a decimal comma in a
+    decimal-point file would not, hence the lean towards the comma."""
+    if sep == ",":
+        return "."
+    fields = [f.strip() for row in rows for f in row]
+    if any(_COMMA_DECIMAL.fullmatch(f) for f in fields):
+        return ","
+    return "," if sep == ";" and not any(_POINT_DECIMAL.fullmatch(f) for f in fields) else "."
+
+
+def _csv_source(opener: Callable[[], IO[bytes]], where: str, fmt: str) -> _Source:
+    sample = _sample(opener)
+    encoding = _text_encoding(sample)
+    lines = [line.rstrip("\r") for line in sample.decode(encoding, errors="replace").split("\n")]
+    first = next((line for line in lines if not _is_blank(line, ",;")), "")
     sep = max((",", ";", "\t"), key=lambda s: len(_fields(first, s)))
-    header = [h.strip() for h in _fields(first, sep)]
+    # The lines pandas will see (``_NonBlankLines``): the header, then data rows.
+    lines = [line for line in lines if not _is_blank(line, sep)] or [""]
+    header = [h.strip() for h in _fields(lines[0], sep)]
+    sample_rows = [_fields(line, sep) for line in lines[1:_SAMPLE_ROWS + 1]]
+    # Rows one field longer than the header: a trailing separator (Excel, some exports) leaves
+    # that field empty; R's write.table (row.names=TRUE) puts unnamed row names first instead.
+    offset = int(any(len(r) == len(header) + 1 and r[-1].strip() for r in sample_rows))
+    # A last row with fewer fields was cut short; trailing empty names in the header (,,,)
+    # need no fields in the rows.
+    named = len(header)
+    while named and not header[named - 1]:
+        named -= 1
+    width = named + offset
+    decimal = _decimal_mark(sample_rows, sep)
 
     def chunks(usecols: list[str], rows: int) -> Iterator[pd.DataFrame]:
-        wanted = set(usecols)
+        # Columns are picked by position in the header as read here, so a blank, padded or
+        # repeated name means the same to the caller and to pandas (which would rename it).
+        position: dict[str, int] = {}
+        for i, name in enumerate(header):
+            position.setdefault(name, i)
+        picked = sorted({position[c] for c in usecols if c in position})
         with opener() as raw:
-            tail = _Tail(raw)
-            reader = pd.read_csv(io.BufferedReader(tail), sep=sep, chunksize=rows,
-                                 usecols=lambda c: c.strip() in wanted,
-                                 encoding="utf-8-sig", encoding_errors="replace")
+            tail = _Tail(_NonBlankLines(raw, sep))
+            reader = pd.read_csv(io.BufferedReader(tail), sep=sep, header=None, skiprows=1,
+                                 index_col=False, usecols=[i + offset for i in picked],
+                                 chunksize=rows, decimal=decimal, encoding=encoding,
+                                 encoding_errors="replace")
             for chunk in reader:
-                yield chunk.rename(columns=str.strip)
+                chunk.columns = [header[i] for i in picked]
+                yield chunk
         last = tail.tail.rstrip(b"\r\n").rsplit(b"\n", 1)
         if len(last) == 2:  # a data row follows the header
-            got = len(_fields(last[1].decode("utf-8", errors="replace").rstrip("\r"), sep))
-            if got < len(header):
+            got = len(_fields(last[1].decode(encoding, errors="replace").rstrip("\r"), sep))
+            if got < width:
                 raise WVS7ImportError(f"{where}: truncated file: the last row has {got} of "
-                                      f"{len(header)} fields")
+                                      f"{width} fields")
 
-    return _Source(where, fmt, header, chunks)
+    return _Source(where, fmt, header, chunks, encoding=encoding.removesuffix("-sig"))
 
 
 def _check_dta_end(path: Path, where: str) -> None:
@@ -173,22 +214,41 @@ def _check_dta_end(path: Path, where: str) -> None:
                                   f"{_DTA_CLOSE.decode()}")
 
 
+_STAT_FALLBACK_ENCODINGS = ("WINDOWS-1252", "LATIN1")
+
+
+def _stat_metadata(read: Callable, path: Path):
+    """The file's metadata and the encoding to read its text with: the one the file declares
+    (None), unless its text is not in it (tools other than SPSS write files that declare UTF-8
+    over Windows-1252 labels, which ReadStat refuses): then Windows-1252, then Latin-1, which
+    decodes any byte."""
+    for encoding in (None, *_STAT_FALLBACK_ENCODINGS):
+        try:
+            return read(str(path), metadataonly=True, encoding=encoding)[1], encoding
+        except pyreadstat.ReadstatError as e:
+            if "convert string" not in str(e) or encoding == _STAT_FALLBACK_ENCODINGS[-1]:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _stat_source(path: Path, where: str, fmt: str) -> _Source:
     read = pyreadstat.read_sav if fmt.endswith("sav") else pyreadstat.read_dta
     if read is pyreadstat.read_dta:
         _check_dta_end(path, where)
-    _, meta = read(str(path), metadataonly=True)
+    meta, encoding = _stat_metadata(read, path)
 
     def chunks(usecols: list[str], rows: int) -> Iterator[pd.DataFrame]:
         n = 0
-        for chunk, _ in pyreadstat.read_file_in_chunks(read, str(path), chunksize=rows, usecols=usecols):
+        for chunk, _ in pyreadstat.read_file_in_chunks(read, str(path), chunksize=rows,
+                                                       usecols=usecols, encoding=encoding):
             n += len(chunk)
             yield chunk
         expected = meta.number_rows
         if expected is not None and expected >= 0 and n != expected:
             raise WVS7ImportError(f"{where}: truncated file: {n} of {expected} rows could be read")
 
-    return _Source(where, fmt, list(meta.column_names), chunks, dict(meta.variable_value_labels))
+    return _Source(where, fmt, list(meta.column_names), chunks, dict(meta.variable_value_labels),
+                   encoding=encoding or meta.file_encoding)
 
 
 def _zip_member(zf: zipfile.ZipFile, where: str) -> zipfile.ZipInfo:
@@ -248,175 +308,3 @@ def _guarded(chunks: Iterator[pd.DataFrame], where: str) -> Iterator[pd.DataFram
         if chunk is None:
             return
         yield chunk
-
-
-# ---- validation and conversion ---------------------------------------------------------
-
-def _check_header(src: _Source, codebook: Codebook) -> None:
-    have = set(src.columns)
-    required = [ID_COLUMN, COUNTRY_COLUMN] + list(codebook.items)
-    missing = [c for c in required if c not in have]
-    if not missing:
-        return
-    inverted = [c for c in missing if f"{c}P" in have]
-    if inverted:
-        shown = inverted[:3]
-        raise WVS7ImportError(
-            f"{src.where}: this looks like the 'Inverted' WVS-7 release (reversed scales in "
-            f"columns such as {_names([c + 'P' for c in shown])}); import the standard release, "
-            f"whose columns are {_names(shown)}")
-    raise WVS7ImportError(f"{src.where}: not a WVS-7 file: missing column(s) {_names(missing)}")
-
-
-def _numbers(s: pd.Series, column: str, row0: int, where: str, *, integer: bool) -> np.ndarray:
-    """float64 values with NaN for empty cells; text (or, with ``integer``, a fraction) is an error."""
-    if not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
-        text = s.astype("string").str.strip().replace("", pd.NA)
-        s = pd.to_numeric(text, errors="coerce")
-        bad = np.flatnonzero((text.notna() & s.isna()).to_numpy())
-        if bad.size:
-            raise WVS7ImportError(f"{where}: column {column} holds non-numeric value "
-                                  f"{text.iloc[bad[0]]!r} at row {row0 + bad[0]}")
-    values = s.to_numpy(dtype=np.float64, na_value=np.nan)
-    fraction = integer & np.isfinite(values) & (values != np.floor(values))
-    bad = np.flatnonzero(np.isinf(values) | fraction)
-    if bad.size:
-        raise WVS7ImportError(f"{where}: column {column} holds non-integer value "
-                              f"{float(values[bad[0]])!r} at row {row0 + bad[0]}")
-    return values
-
-
-@dataclass
-class _Converter:
-    """Turns chunks of the official file into canonical frames, checking as it goes."""
-
-    codebook: Codebook
-    where: str
-    strict: bool
-    weights: bool
-    report: ImportReport
-    seen: dict[int, int] = field(default_factory=dict)
-    anomalies: Counter = field(default_factory=Counter)
-
-    def ids(self, chunk: pd.DataFrame, row0: int) -> np.ndarray:
-        values = _numbers(chunk[ID_COLUMN], ID_COLUMN, row0, self.where, integer=True)
-        bad = np.flatnonzero(np.isnan(values))
-        if bad.size:
-            raise WVS7ImportError(f"{self.where}: {ID_COLUMN} is empty at row {row0 + bad[0]}")
-        ids = values.astype(np.int64)
-        for i, rid in enumerate(ids.tolist()):
-            first = self.seen.setdefault(rid, row0 + i)
-            if first != row0 + i:
-                raise WVS7ImportError(f"{self.where}: duplicated {ID_COLUMN} {rid} "
-                                      f"(rows {first} and {row0 + i})")
-        return ids
-
-    def countries(self, chunk: pd.DataFrame, row0: int) -> np.ndarray:
-        codes = chunk[COUNTRY_COLUMN].astype("string").str.strip()
-        ok = codes.str.fullmatch(_ALPHA3).fillna(False).to_numpy(dtype=bool)
-        bad = np.flatnonzero(~ok)
-        if bad.size:
-            raise WVS7ImportError(f"{self.where}: {COUNTRY_COLUMN} {codes.iloc[bad[0]]!r} at row "
-                                  f"{row0 + bad[0]} is not an ISO alpha-3 code")
-        return codes.to_numpy(dtype=object)
-
-    def weight(self, chunk: pd.DataFrame, row0: int) -> np.ndarray:
-        if not self.weights:
-            return np.ones(len(chunk))
-        values = _numbers(chunk[WEIGHT_COLUMN], WEIGHT_COLUMN, row0, self.where, integer=False)
-        bad = np.flatnonzero(np.isnan(values) | (values < 0))
-        if bad.size:
-            v = values[bad[0]]
-            what = "empty" if np.isnan(v) else f"negative ({float(v)})"
-            raise WVS7ImportError(f"{self.where}: {WEIGHT_COLUMN} is {what} at row {row0 + bad[0]}")
-        return values
-
-    def item(self, item: Item, s: pd.Series, row0: int) -> pd.arrays.IntegerArray:
-        values = _numbers(s, item.id, row0, self.where, integer=True)
-        answered = ~np.isnan(values) & ~np.isin(values, list(MISSING_CODES))
-        valid = answered.copy()
-        codes, counts = np.unique(values[answered], return_counts=True)
-        for code, count in zip(codes.tolist(), counts.tolist()):
-            if _INT32[0] <= code <= _INT32[1] and item.valid_code(int(code)):
-                continue
-            at = values == code
-            if self.strict:
-                raise WVS7ImportError(
-                    f"{self.where}: column {item.id} holds code {int(code)}, which codebook "
-                    f"{self.codebook.name!r} does not know (first at row {row0 + int(np.argmax(at))})")
-            self.anomalies[(item.id, int(code))] += count
-            valid &= ~at
-        out = np.zeros(len(values), dtype=np.int32)
-        out[valid] = values[valid].astype(np.int32)
-        return pd.arrays.IntegerArray(out, ~valid)
-
-    def convert(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        row0 = self.report.rows + 1  # rows are numbered from 1, the header not counted
-        ids = self.ids(chunk, row0)
-        countries = self.countries(chunk, row0)
-        data: dict[str, object] = {ID: ids, COUNTRY: countries, WEIGHT: self.weight(chunk, row0)}
-        for q, item in self.codebook.items.items():
-            data[q] = self.item(item, chunk[q], row0)
-        self.report.rows += len(chunk)
-        for c, n in Counter(countries.tolist()).items():
-            self.report.countries[c] = self.report.countries.get(c, 0) + n
-        return pd.DataFrame(data)
-
-    def finish(self) -> None:
-        for (q, code), n in sorted(self.anomalies.items()):
-            self.report.anomalies.setdefault(q, {})[code] = n
-
-
-def _coded_labels(src: _Source, codebook: Codebook) -> dict[str, dict[str, str]]:
-    """Value labels of country-specific (coded) items, {qid: {code: label}}, answers only."""
-    out: dict[str, dict[str, str]] = {}
-    for q, item in codebook.items.items():
-        labels = src.value_labels.get(q)
-        if item.kind == "coded" and labels:
-            kept = {int(float(c)): str(lab) for c, lab in labels.items() if float(c) >= 0}
-            if kept:
-                out[q] = {str(c): lab for c, lab in sorted(kept.items())}
-    return out
-
-
-def import_wvs7(path: str | Path, out: str | Path, *, overwrite: bool = False,
-                strict: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                codebook: Codebook | None = None) -> ImportReport:
-    """Import an official WVS-7 file into a canonical population shard directory ``out``.
-
-    ``out`` receives one Parquet shard per ``chunk_rows`` rows, ``import_report.json`` and,
-    for ``.sav``/``.dta`` sources with labelled country-specific items, ``value_labels.json``.
-    Answer codes -1..-5 become null. An answer code the codebook does not know is an error
-    with ``strict``; otherwise it becomes null and is counted in ``ImportReport.anomalies``.
-    """
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
-    path, out = Path(path), Path(out)
-    codebook = codebook or load_codebook("wvs7")
-    with ExitStack() as stack:
-        with _read_errors(str(path)):  # opening reads the header (and unpacks a zip member)
-            src = stack.enter_context(_open_source(path))
-        _check_header(src, codebook)
-        has_weight = WEIGHT_COLUMN in src.columns
-        usecols = [ID_COLUMN, COUNTRY_COLUMN] + [WEIGHT_COLUMN] * has_weight + list(codebook.items)
-        report = ImportReport(source=str(path), format=src.format, output=str(out),
-                              codebook=codebook.name, weights=has_weight)
-        convert = _Converter(codebook, src.where, strict, has_weight, report)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        writer = ShardWriter(out, codebook, overwrite=overwrite)
-        try:
-            for chunk in _guarded(src.chunks(usecols, chunk_rows), src.where):
-                writer.write(convert.convert(chunk))
-            if report.rows == 0:
-                raise WVS7ImportError(f"{src.where}: the file holds no respondents")
-            convert.finish()
-            labels = _coded_labels(src, codebook)
-            if labels:
-                write_json_atomic(labels, writer.tmp / VALUE_LABELS_FILE)
-                report.value_labels = list(labels)
-            write_json_atomic(report.to_json(), writer.tmp / REPORT_FILE)
-        except BaseException:
-            writer.abort()
-            raise
-        writer.commit()
-    return report

@@ -1,9 +1,13 @@
 """The canonical population: one row per respondent, as (sharded) Parquet.
 
 Columns: ``respondent_id`` (int64, WVS ``D_INTERVIEW``), ``country`` (ISO alpha-3,
-``B_COUNTRY_ALPHA``), ``weight`` (float64, ``W_WEIGHT`` or 1.0), then one nullable int32
+``B_COUNTRY_ALPHA``), ``weight`` (float64, ``W_WEIGHT`` or 1.0), optionally ``source_id`` (the source file's own id where it
+is not the respondent id, see ``respondent_ids``), then one nullable int32
 column per codebook item (null where a missing code was given). The schema metadata
-names the codebook (``raysim.codebook``) so readers know which items the columns hold.
+names the codebook (``raysim.codebook``) so readers know which items the columns hold: a
+shipped one by name; any other is copied into the population directory as ``codebook.yaml``
+and recorded by its hash (``raysim.codebook_sha256``), so the population carries its codebook
+wherever it is read from.
 """
 
 from __future__ import annotations
@@ -22,22 +26,39 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from ..atomic import write_atomic
-from .codebook import Codebook, load_codebook
+from .codebook import CODEBOOKS, Codebook, codebook_hash, load_codebook
+from .respondent_ids import SOURCE_ID
 
 ID, COUNTRY, WEIGHT = "respondent_id", "country", "weight"
 BASE_COLUMNS = (ID, COUNTRY, WEIGHT)
-META_CODEBOOK = b"raysim.codebook"
+META_CODEBOOK, META_CODEBOOK_SHA = b"raysim.codebook", b"raysim.codebook_sha256"
+CODEBOOK_FILE = "codebook.yaml"
 
 
 class PopulationError(ValueError):
     """A population file or directory that does not follow the canonical contract."""
 
 
-def schema(codebook: Codebook) -> pa.Schema:
+def schema(codebook: Codebook, source_id: pa.DataType | None = None) -> pa.Schema:
+    """``source_id``: the type of the source's own id column (``respondent_ids``), if kept."""
     fields = [pa.field(ID, pa.int64(), nullable=False), pa.field(COUNTRY, pa.string(), nullable=False),
               pa.field(WEIGHT, pa.float64(), nullable=False)]
+    if source_id is not None:
+        fields.append(pa.field(SOURCE_ID, source_id, nullable=False))
     fields += [pa.field(q, pa.int32()) for q in codebook.items]
-    return pa.schema(fields, metadata={META_CODEBOOK: codebook.name.encode()})
+    if codebook.name in CODEBOOKS:
+        return pa.schema(fields, metadata={META_CODEBOOK: codebook.name.encode()})
+    return pa.schema(fields, metadata={META_CODEBOOK: CODEBOOK_FILE.encode(),
+                                       META_CODEBOOK_SHA: codebook.sha256.encode()})
+
+
+def _copy_codebook(codebook: Codebook, directory: Path) -> None:
+    """A codebook read from a file goes into the population directory, checked against the
+    content it was parsed from."""
+    data = Path(codebook.name).read_bytes()
+    if codebook_hash(data) != codebook.sha256:
+        raise PopulationError(f"codebook {codebook.name} changed while the population was written")
+    (directory / CODEBOOK_FILE).write_bytes(data)
 
 
 def to_table(df: pd.DataFrame, codebook: Codebook) -> pa.Table:
@@ -46,7 +67,10 @@ def to_table(df: pd.DataFrame, codebook: Codebook) -> pa.Table:
     missing = [c for c in BASE_COLUMNS if c not in df.columns]
     if missing:
         raise PopulationError(f"population frame lacks column(s) {missing}")
-    sch = schema(codebook)
+    source_id = None
+    if SOURCE_ID in df.columns:
+        source_id = pa.int64() if pd.api.types.is_integer_dtype(df[SOURCE_ID].dtype) else pa.string()
+    sch = schema(codebook, source_id)
     n = len(df)
     arrays = []
     for f in sch:
@@ -72,6 +96,8 @@ class ShardWriter:
             raise PopulationError(f"{self.out} exists; pass overwrite to replace it")
         self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
         self.tmp.mkdir(parents=True)
+        if self.codebook.name not in CODEBOOKS:
+            _copy_codebook(self.codebook, self.tmp)
         self.n_shards = 0
         self.n_rows = 0
 
@@ -112,6 +138,9 @@ def write_population(frames: pd.DataFrame | Iterable[pd.DataFrame], out: str | P
     if isinstance(frames, pd.DataFrame):
         frames = [frames]
     if out.suffix == ".parquet":
+        if codebook.name not in CODEBOOKS:
+            raise PopulationError(f"{out}: a population with its own codebook is a directory (it holds "
+                                  f"{CODEBOOK_FILE}); give a path without .parquet")
         if out.exists() and not overwrite:
             raise PopulationError(f"{out} exists; pass overwrite to replace it")
         table = pa.concat_tables([to_table(f, codebook) for f in frames])
@@ -146,7 +175,16 @@ def codebook_of(path: str | Path) -> Codebook:
         raise PopulationError(f"{files[0]}: not a Parquet file ({e})") from None
     if META_CODEBOOK not in meta:
         raise PopulationError(f"{files[0]}: not a raysim population (no {META_CODEBOOK.decode()} metadata)")
-    return load_codebook(meta[META_CODEBOOK].decode())
+    name = meta[META_CODEBOOK].decode()
+    if META_CODEBOOK_SHA not in meta:
+        return load_codebook(name)
+    path, sha = Path(path), meta[META_CODEBOOK_SHA].decode()
+    copy = (path if path.is_dir() else path.parent) / CODEBOOK_FILE
+    if not copy.is_file():
+        raise PopulationError(f"{path}: the population's codebook {copy} is missing")
+    if codebook_hash(copy.read_bytes()) != sha:
+        raise PopulationError(f"{copy}: not the codebook the population was written with (sha256 differs)")
+    return load_codebook(str(copy))
 
 
 def dataset(path: str | Path) -> pads.Dataset:

@@ -1,8 +1,14 @@
 """Profile text: the PSII "PE" prompt-level profile of one respondent, in the second
 person, one sentence per demographic item present in the row.
 
-Phrases are data (``data/profile_<language>.yaml``) keyed by item id, so codebooks and
-languages change without code changes. A code the codebook or the templates do not know
+Which sentences a codebook's respondents get is the codebook's ``profile:`` (``templates_for``):
+- ``profile: wvs``: the shipped template set, one file per language (``data/profile_<language>.yaml``,
+  keyed by item id), which the WVS-7 and carData codebooks name;
+- a mapping, item id -> sentence, rendered in that order (the key ``country`` renders the
+  population's country): ``"You are a {label}."`` (the option label of the answer),
+  ``"You are {value} years old."`` (the answer itself), or one of the template files' forms
+  (``codes:``, ``number:``, ``label:``). It is written in one language and serves that one;
+- none: one sentence per demographic item, ``"<short or text>: <label>."``. A code the codebook or the templates do not know
 raises ``ValueError`` naming the item and code; a missing value (null or a WVS missing
 code) only drops its sentence.
 
@@ -24,7 +30,7 @@ from typing import Any, Mapping
 import pandas as pd
 import yaml
 
-from .codebook import MISSING_CODES, Codebook
+from .codebook import MISSING_CODES, Codebook, CodebookError
 from .countries import CountryError, country_name
 from .population import COUNTRY
 
@@ -80,7 +86,8 @@ class ItemTemplate:
 @dataclass(frozen=True)
 class ProfileTemplates:
     language: str
-    country: Phrase
+    country: Phrase | None
+    """None: no sentence on where the respondent lives."""
     country_fallback: str
     order: tuple[str, ...]
     """Sentence order: item ids and ``country`` (the population's country column)."""
@@ -173,6 +180,55 @@ def load_templates(language: str = "en") -> ProfileTemplates:
     return parse_templates(yaml.safe_load(path.read_text(encoding="utf-8")), language)
 
 
+SHIPPED = "wvs"
+"""``profile: wvs`` names the shipped per-language template files."""
+_COUNTRY_FALLBACK = "the country where you live"
+
+
+def _inline_form(qid: str, raw: Any) -> dict:
+    """A sentence of a codebook's profile in the template files' form."""
+    if not isinstance(raw, str):
+        return raw
+    return {"number": {OTHER: raw}} if "{value}" in raw else {"label": raw}
+
+
+def _default_sentence(item) -> dict | None:
+    name = (item.short or item.text).replace("{", "{{").replace("}", "}}").rstrip(".:?")
+    if item.kind == "numeric":
+        return {"number": {OTHER: f"{name}: {{value}}."}}
+    return {"label": f"{name}: {{label}}."}
+
+
+def _codebook_templates(codebook: Codebook) -> ProfileTemplates:
+    raw = codebook.profile
+    if raw is None:
+        raw = {q: _default_sentence(codebook[q]) for q in codebook.demographic_ids}
+    if not isinstance(raw, dict):
+        raise CodebookError(f"codebook {codebook.name!r} key 'profile': expected {SHIPPED!r} or a mapping "
+                            f"of item ids to sentences, got {raw!r}")
+    where = f"codebook {codebook.name!r} profile"
+    unknown = [str(k) for k in raw if k != COUNTRY and k not in codebook]
+    if unknown:
+        raise CodebookError(f"{where}: {unknown} are not items of the codebook")
+    try:
+        items = {k: _item_template(k, _inline_form(k, v), f"{where} item {k}") for k, v in raw.items() if k != COUNTRY}
+        country = _check_phrase(raw[COUNTRY], {"country"}, f"{where} country") if COUNTRY in raw else None
+    except ProfileTemplateError as e:
+        raise CodebookError(str(e)) from None
+    return ProfileTemplates(language="en", country=country, country_fallback=_COUNTRY_FALLBACK,
+                            order=tuple(raw), items=items)
+
+
+def templates_for(codebook: Codebook, language: str = "en") -> ProfileTemplates:
+    """The profile templates of a codebook's respondents in ``language``."""
+    if codebook.profile == SHIPPED:
+        return load_templates(language)
+    if language != "en":
+        raise ValueError(f"codebook {codebook.name!r} has a profile in one language; a prompt in "
+                         f"{language!r} needs the shipped template set (profile: {SHIPPED})")
+    return _codebook_templates(codebook)   # a few sentences: built per call, no cache to go stale
+
+
 @lru_cache(maxsize=None)
 def _country_names(language: str) -> dict[str, str]:
     path = resources.files("raysim.survey") / "data" / f"country_names_{language}.yaml"
@@ -199,7 +255,7 @@ def localized_country_name(alpha3: str, language: str = "en") -> str:
 
 def profile_columns(codebook: Codebook) -> list[str]:
     """The population columns a profile is rendered from (the templates' items in ``codebook``)."""
-    return [k for k in load_templates().order if k in codebook]
+    return [k for k in templates_for(codebook).order if k in codebook]
 
 
 def _is_null(value: object) -> bool:
@@ -225,17 +281,22 @@ def render_profile(row: Mapping[str, object], codebook: Codebook, *,
     templates' order, in ``language`` (country names included). Coded items (ethnicity,
     language) need ``value_labels`` ({qid: {code: label}}) and are left out without a label
     for their code."""
-    templates = load_templates(language)
+    templates = templates_for(codebook, language)
     alpha3 = row.get(COUNTRY)
     has_country = not _is_null(alpha3)
-    country = localized_country_name(str(alpha3), language) if has_country else templates.country_fallback
+    if not has_country:
+        country = templates.country_fallback
+    elif language == "en":
+        country = codebook.country_name(str(alpha3))
+    else:
+        country = localized_country_name(str(alpha3), language)
     gender = _DEFAULT_GENDER
     if GENDER_ITEM in codebook:
         gender = _GENDERS.get(_code(row.get(GENDER_ITEM), GENDER_ITEM), _DEFAULT_GENDER)
     sentences = []
     for key in templates.order:
         if key == COUNTRY:
-            if has_country:
+            if has_country and templates.country is not None:
                 sentences.append(_pick(templates.country, gender).format(country=country))
             continue
         if key not in codebook:
@@ -245,7 +306,8 @@ def render_profile(row: Mapping[str, object], codebook: Codebook, *,
             continue
         if not codebook[key].valid_code(code):
             raise ValueError(f"item {key}: code {code} is not a valid answer in codebook {codebook.name!r}")
-        text = templates.items[key].render(code, country, (value_labels or {}).get(key), gender)
+        labels = {**codebook[key].labels, **(value_labels or {}).get(key, {})}
+        text = templates.items[key].render(code, country, labels, gender)
         if text is not None:
             sentences.append(text)
     return templates.separator.join(sentences)

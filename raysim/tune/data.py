@@ -13,7 +13,6 @@ import yaml
 from ..atomic import write_atomic
 from ..identity.injection import PsiiPreset
 from ..methods.simulator import columns
-from ..pipeline.simulate import ensure_population
 from ..survey.codebook import Codebook, load_codebook
 from ..survey.population import COUNTRY, ID, read_population
 from ..survey.sampling import sample_n
@@ -59,7 +58,7 @@ def prepare(config: TuneConfig, out: str | Path) -> Prepared:
     out = Path(out).resolve()
     claim_dir(config, out)
     run = config.run
-    population = ensure_population(run, out)
+    population = run.population.ensure(out)
     codebook = load_codebook(run.codebook_name())
     qids = config.qids()
     people = read_population(population, columns=[ID, COUNTRY])
