@@ -1,5 +1,6 @@
-"""Scoring job: `python jobs/score.py RUN_DIR` writes RUN_DIR/scores.{csv,parquet,md} and
-prints the per-country table (a driver-only job: pandas over the result Parquet)."""
+"""Scoring job: `python jobs/score.py RUN_DIR [--by COLUMN]` writes RUN_DIR/scores.{csv,parquet,md}
+and RUN_DIR/scores_by_question.parquet, and prints the per-country table (or per answer to the
+item COLUMN) (a driver-only job: pandas over the result Parquet)."""
 
 import sys
 

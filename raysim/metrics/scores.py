@@ -1,7 +1,8 @@
 """Score simulated answers against the real respondents (DESIGN.md, "Scores").
 
-``score(results, population, codebook)`` returns, per method, country and category, every
-metric with a bootstrap interval over respondents and the human noise floor.
+``score(results, population, codebook)`` returns, per method, group of respondents (country by
+default) and category, every metric with a bootstrap interval over respondents and the human
+noise floor.
 
 How the numbers are made:
 
@@ -17,14 +18,17 @@ How the numbers are made:
   ``weight``, the same weights as p: then q estimates the same weighted population as p,
   and a simulator that reproduced every respondent's answer would score exactly p.
 - Per item: the metrics of ``distributions``; MAE, W1 and the variances are NaN on
-  nominal items. An item is scored in a country when both p and q have mass.
+  nominal items. An item is scored in a group when both p and q have mass.
+- Groups (``by``): each country; the whole sample as one group ("ALL"); or each value of an
+  item of the population (named by its option label, or its code where the item has none),
+  respondents with a null in that item being in no group (counted in ``Scores.ungrouped``).
 - Aggregation: mean over the scored items of a category; "Overall" = mean over all scored
-  items; country "ALL" = mean of the per-country figures (each country once).
-- Bootstrap: B multinomial resamples of the matched respondents within each country
-  (seeded by (seed, country), so a country's figures do not depend on which others are
+  items; group "ALL" = mean of the per-group figures (each group once).
+- Bootstrap: B multinomial resamples of the matched respondents within each group
+  (seeded by (seed, group name), so a group's figures do not depend on which others are
   scored, and methods with the same respondents share resamples). Each resample re-weights
   the per-respondent one-hot (human) and probability (simulated) arrays, p and q are
-  recomputed and aggregated as above (for ALL: the per-replicate mean over countries).
+  recomputed and aggregated as above (for ALL: the per-replicate mean over groups).
   The interval is the replicates' central ``level`` range re-centred on the sample value,
   value + (quantile − mean of the replicates), its low end clipped at 0: a divergence of
   resampled distributions is biased upward by about the noise floor, so the raw percentile
@@ -44,7 +48,7 @@ import math
 import warnings
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -65,6 +69,10 @@ OVERALL, POOLED = "Overall", "ALL"
 TABLE_COLUMNS = ("method", "country", "category", "metric", "value", "ci_low", "ci_high",
                  "floor", "floor_ratio", "n_questions", "n_respondents")
 QUESTION_COLUMNS = ("method", "country", "qid", "metric", "value", "floor")
+# Both tables name their group column "country" when scored by country or sample (scripts read
+# scores.csv's country column), else after the item grouped by; an item can't take these names.
+_TABLE_NAMES = frozenset(TABLE_COLUMNS + QUESTION_COLUMNS) - {COUNTRY}
+_LISTED = 40   # a bad ``by`` lists up to this many choices; past it, the demographic items
 _RESULT_COLUMNS = ("method", "config_hash", "respondent_id", "country", "qid",
                    "option_codes", "probs", "sampled_code", "valid")
 
@@ -85,15 +93,19 @@ class ScoreError(ValueError):
 @dataclass(frozen=True)
 class Scores:
     table: pd.DataFrame
-    """Long table, columns ``TABLE_COLUMNS``."""
+    """Long table, columns ``TABLE_COLUMNS``; grouped by an item, "country" is named after the
+    item (``group_column``)."""
     per_question: pd.DataFrame
-    """Point value and floor per (method, country, qid, metric), columns ``QUESTION_COLUMNS``."""
+    """Point value and floor per (method, group, qid, metric), columns ``QUESTION_COLUMNS``,
+    the group column named as in ``table``."""
     mode: str
     n_boot: int
     seed: int
     level: float
     unmatched_rows: dict[str, int] = field(default_factory=dict)
     """Per method, result rows whose respondent is not in the population (not scored)."""
+    ungrouped: dict[str, int] = field(default_factory=dict)
+    """Per method, matched respondents with a null in the item grouped by (in no group)."""
 
 
 # ---------------------------------------------------------------- item layout
@@ -168,11 +180,12 @@ class _Population:
     index: pd.MultiIndex       # (country code, respondent_id) -> row
 
 
-def _prepare_population(population: pd.DataFrame, layout: _Layout) -> _Population:
+def _prepare_population(population: pd.DataFrame, layout: _Layout, by: str) -> _Population:
     missing = [c for c in (ID, COUNTRY, WEIGHT, *layout.qids) if c not in population.columns]
     if missing:
         raise ScoreError(f"population lacks column(s) {missing}")
-    df = population[[ID, COUNTRY, WEIGHT, *layout.qids]]
+    grouping = [] if by in BY or by in layout.qids else [by]
+    df = population[[ID, COUNTRY, WEIGHT, *layout.qids, *grouping]]
     df = df.sort_values([COUNTRY, ID], kind="stable").reset_index(drop=True)
     w = df[WEIGHT].to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.flatnonzero(~(np.isfinite(w) & (w >= 0)))
@@ -296,7 +309,7 @@ def _simulated(t: pa.Table, pop: _Population, layout: _Layout, mode: str, method
     if mode == "probs":
         _check_complete(parent, cols, item[sel], layout, len(sel), where)
     rows = row[sel][parent]
-    order = np.argsort(rows, kind="stable")  # entries of one country are then contiguous
+    order = np.argsort(rows, kind="stable")  # entries by population row, as _sim_matrix reads them
     return (_Answers(np.unique(row[row >= 0]), rows[order], cols[order], vals[order]),
             int((row < 0).sum()))
 
@@ -315,11 +328,14 @@ def _check_complete(parent, cols, item, layout: _Layout, n_rows: int, where) -> 
 
 
 def _sim_matrix(ans: _Answers, rows: np.ndarray, layout: _Layout) -> np.ndarray:
-    """[n, C] per-respondent distributions over each item's substantive options."""
+    """[n, C] per-respondent distributions over each item's substantive options (``rows``
+    sorted; a group by an item interleaves with other groups' rows, so entries are matched)."""
     lo, hi = np.searchsorted(ans.entry_row, [rows[0], rows[-1] + 1])
-    local = np.searchsorted(rows, ans.entry_row[lo:hi])
+    entry_row = ans.entry_row[lo:hi]
+    local = np.minimum(np.searchsorted(rows, entry_row), len(rows) - 1)
+    mine = rows[local] == entry_row
     out = np.zeros((len(rows), layout.n_columns))
-    out[local, ans.entry_col[lo:hi]] = ans.entry_val[lo:hi]
+    out[local[mine], ans.entry_col[lo:hi][mine]] = ans.entry_val[lo:hi][mine]
     return _normalise_items(out, layout)
 
 
@@ -331,10 +347,10 @@ def _normalise_items(x: np.ndarray, layout: _Layout) -> np.ndarray:
         return np.where(sums > 0, x / sums, np.nan)
 
 
-# ---------------------------------------------------------------- per country
+# ---------------------------------------------------------------- per group
 
 @dataclass(frozen=True)
-class _CountryScores:
+class _GroupScores:
     n: int
     values: dict[str, np.ndarray]   # metric -> [B+1, n_items]: row 0 = the sample itself
     floors: dict[str, np.ndarray]   # comparison metric -> [B, n_items]
@@ -358,8 +374,8 @@ def _per_item(fn, p: np.ndarray, q: np.ndarray, layout: _Layout, ordinal_only: b
     return out
 
 
-def _score_country(human: np.ndarray, sim: np.ndarray, weights: np.ndarray, layout: _Layout,
-                   rng: np.random.Generator, n_boot: int) -> _CountryScores:
+def _score_group(human: np.ndarray, sim: np.ndarray, weights: np.ndarray, layout: _Layout,
+                 rng: np.random.Generator, n_boot: int) -> _GroupScores:
     n = len(weights)
     mult = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)
     w = np.vstack([np.ones(n), mult]) * weights  # row 0: the sample itself
@@ -370,11 +386,28 @@ def _score_country(human: np.ndarray, sim: np.ndarray, weights: np.ndarray, layo
     p = np.where(scored, p, np.nan)  # an item unscored in the sample stays out of every replicate
     values = {m: _per_item(_ITEM_FUNCS[m], p, q, layout, m in ORDINAL_ONLY) for m in METRICS}
     floors = {m: _per_item(_ITEM_FUNCS[m], p[1:], p[:1], layout, m in ORDINAL_ONLY) for m in COMPARISONS}
-    return _CountryScores(n, values, floors)
+    return _GroupScores(n, values, floors)
 
 
-def _country_rng(seed: int, country: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(country.encode())])
+def _group_rng(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def _groups(pop: _Population, rows: np.ndarray, by: str,
+            codebook: Codebook) -> tuple[list[tuple[str, np.ndarray]], int]:
+    """The matched respondents ``rows`` as (name, sorted rows) per group, and how many are in
+    no group (a null in the item grouped by)."""
+    if by == "sample":
+        return [(POOLED, rows)], 0
+    if by == COUNTRY:
+        codes = pop.countries[rows]
+        return [(str(pop.names[code]), rows[codes == code]) for code in np.unique(codes)], 0
+    values = pop.frame.loc[rows, by].to_numpy(dtype=np.float64, na_value=np.nan)
+    known = ~np.isnan(values)
+    item = codebook[by]
+    labels = {**dict(item.extra_codes), **item.labels}
+    return ([(labels.get(int(v), str(int(v))), rows[values == v]) for v in np.unique(values[known])],
+            int((~known).sum()))
 
 
 # ---------------------------------------------------------------- aggregation
@@ -397,14 +430,15 @@ def _group_mean(v: np.ndarray, membership: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Figure:
-    """One metric for one country (or ALL): per group value, replicates, floor, counts."""
+    """One metric for one group of respondents (or ALL): per category value, replicates, floor,
+    counts."""
     value: np.ndarray        # [G]
     reps: np.ndarray         # [B, G]
     floor: np.ndarray        # [G] (NaN for single-distribution metrics)
     scored: np.ndarray       # [n_items] bool: items with a finite value
 
 
-def _figures(cs: _CountryScores, layout: _Layout) -> dict[str, _Figure]:
+def _figures(cs: _GroupScores, layout: _Layout) -> dict[str, _Figure]:
     out = {}
     for m in METRICS:
         agg = _group_mean(cs.values[m], layout.membership)
@@ -417,7 +451,7 @@ def _figures(cs: _CountryScores, layout: _Layout) -> dict[str, _Figure]:
 
 
 def _pool(figs: list[_Figure]) -> _Figure:
-    """ALL: each country counted once."""
+    """ALL: each group counted once."""
     mean = lambda xs: _quiet(np.nanmean, np.stack(xs), axis=0)  # noqa: E731
     return _Figure(mean([f.value for f in figs]), mean([f.reps for f in figs]),
                    mean([f.floor for f in figs]), np.logical_or.reduce([f.scored for f in figs]))
@@ -430,7 +464,7 @@ def _interval(value: np.ndarray, reps: np.ndarray, level: float) -> tuple[np.nda
     return np.maximum(value + lo, 0.0), value + hi
 
 
-def _rows(method: str, country: str, n_resp: int, figs: dict[str, _Figure], layout: _Layout,
+def _rows(method: str, group: str, n_resp: int, figs: dict[str, _Figure], layout: _Layout,
           level: float) -> list[dict]:
     rows = []
     for m in METRICS:
@@ -442,25 +476,48 @@ def _rows(method: str, country: str, n_resp: int, figs: dict[str, _Figure], layo
         for g, name in enumerate(layout.groups):
             if n_q[g] == 0:
                 continue
-            rows.append({"method": method, "country": country, "category": name, "metric": m,
+            rows.append({"method": method, "country": group, "category": name, "metric": m,
                          "value": f.value[g], "ci_low": lo[g], "ci_high": hi[g], "floor": f.floor[g],
                          "floor_ratio": ratio[g], "n_questions": int(n_q[g]), "n_respondents": n_resp})
     return rows
 
 
-def _question_rows(method: str, country: str, cs: _CountryScores, layout: _Layout) -> pd.DataFrame:
+def _question_rows(method: str, group: str, cs: _GroupScores, layout: _Layout) -> pd.DataFrame:
     frames = []
     for m in METRICS:
         v = cs.values[m][0]
         fl = _quiet(np.nanmean, cs.floors[m], axis=0) if m in cs.floors else np.full(len(v), np.nan)
         ok = np.isfinite(v)
-        frames.append(pd.DataFrame({"method": method, "country": country,
+        frames.append(pd.DataFrame({"method": method, "country": group,
                                     "qid": np.asarray(layout.qids)[ok], "metric": m,
                                     "value": v[ok], "floor": fl[ok]}))
     return pd.concat(frames, ignore_index=True)
 
 
 # ---------------------------------------------------------------- entry points
+
+def check_by(by: str, codebook: Codebook, columns: Iterable[str] | None = None, *, name: str = "by") -> None:
+    """``by`` must be country, sample, or an item of ``codebook`` that is a population column
+    (``columns``; None: every item is, as in a canonical population) and whose id is no other
+    score-table column; else a one-line ScoreError listing the choices."""
+    present = set(codebook.items) if columns is None else set(columns)
+    items = [q for q in codebook.items if q in present and q not in _TABLE_NAMES]
+    if by in BY or by in items:
+        return
+    listed = items if len(items) <= _LISTED else [q for q in items if not codebook[q].is_opinion]
+    more = f" or any other of its {len(items)} items (raysim codebook list)" if len(listed) < len(items) else ""
+    raise ScoreError(f"{name} must be one of {', '.join(BY)} or an item of codebook {codebook.name!r} in the "
+                     f"population ({', '.join(listed)}{more}), got {by!r}")
+
+
+def group_column(table: pd.DataFrame) -> str:
+    """The group column of a score or per-question table: ``country`` (by country or sample) or
+    the item its respondents were grouped by."""
+    found = [c for c in table.columns if c not in _TABLE_NAMES]
+    if len(found) != 1:
+        raise ScoreError(f"not a score table: expected one group column beside {sorted(_TABLE_NAMES)}, got {found}")
+    return found[0]
+
 
 def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: Codebook, *,
           mode: str = "probs", n_boot: int = 200, seed: int = 0, level: float = 0.95,
@@ -470,23 +527,24 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
     ``results`` follows the result-row contract (pandas or Arrow), ``population`` the
     canonical population frame (``read_population``). ``by="sample"`` scores all matched
     respondents as one group (country "ALL"): a sample drawn across countries, too few per
-    country to score each (the PSII paper's 100 respondents)."""
+    country to score each (the PSII paper's 100 respondents). ``by`` an item id (e.g. Q260):
+    one group per answer to it, and the group column is named after the item."""
     if mode not in MODES:
         raise ScoreError(f"mode {mode!r} is not one of {MODES}")
-    if by not in BY:
-        raise ScoreError(f"by {by!r} is not one of {BY}")
+    check_by(by, codebook, population.columns)
     if n_boot < 1 or not 0 < level < 1:
         raise ScoreError(f"need n_boot ≥ 1 and 0 < level < 1 (got n_boot={n_boot}, level={level})")
     t = _as_table(results)
     qnames = pc.unique(t["qid"]).to_pylist()
     order = {q: i for i, q in enumerate(codebook.items)}
     layout = _Layout.build(codebook, sorted((codebook[q].id for q in qnames), key=order.__getitem__))
-    pop = _prepare_population(population, layout)
+    pop = _prepare_population(population, layout, by)
     weights = pop.frame[WEIGHT].to_numpy(dtype=np.float64)
 
     table_rows: list[dict] = []
     questions: list[pd.DataFrame] = []
     unmatched: dict[str, int] = {}
+    ungrouped: dict[str, int] = {}
     midx, methods = _dictionary(t["method"])
     for mi, method in enumerate(methods):
         mt = t.filter(pa.array(midx == mi))
@@ -495,40 +553,40 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
             raise ScoreError(f"method {method!r} has results from {len(hashes)} configs {hashes}: "
                              "score one run at a time")
         ans, unmatched[method] = _simulated(mt, pop, layout, mode, method)
-        per_country: list[dict[str, _Figure]] = []
+        groups, ungrouped[method] = _groups(pop, ans.pop_rows, by, codebook)
+        if not groups:
+            raise ScoreError(f"method {method!r}: every matched respondent has a null in {by}: no group to score")
+        per_group: list[dict[str, _Figure]] = []
         n_total = 0
-        if by == "sample":
-            groups = [(POOLED, ans.pop_rows)]
-        else:
-            groups = [(str(pop.names[code]), ans.pop_rows[pop.countries[ans.pop_rows] == code])
-                      for code in np.unique(pop.countries[ans.pop_rows])]
-        for country, rows in groups:
-            cs = _score_country(_human_onehot(pop, rows, layout), _sim_matrix(ans, rows, layout),
-                                weights[rows], layout, _country_rng(seed, country), n_boot)
+        for name, rows in groups:
+            cs = _score_group(_human_onehot(pop, rows, layout), _sim_matrix(ans, rows, layout),
+                              weights[rows], layout, _group_rng(seed, name), n_boot)
             figs = _figures(cs, layout)
-            per_country.append(figs)
+            per_group.append(figs)
             n_total += cs.n
-            table_rows += _rows(method, country, cs.n, figs, layout, level)
-            questions.append(_question_rows(method, country, cs, layout))
-        if by == "country":
-            pooled = {m: _pool([f[m] for f in per_country]) for m in METRICS}
+            table_rows += _rows(method, name, cs.n, figs, layout, level)
+            questions.append(_question_rows(method, name, cs, layout))
+        if by != "sample":
+            pooled = {m: _pool([f[m] for f in per_group]) for m in METRICS}
             table_rows += _rows(method, POOLED, n_total, pooled, layout, level)
 
-    table = pd.DataFrame(table_rows, columns=list(TABLE_COLUMNS))
-    per_question = pd.concat(questions, ignore_index=True)[list(QUESTION_COLUMNS)]
-    return Scores(table, per_question, mode, n_boot, seed, level, unmatched)
+    rename = {} if by in BY else {COUNTRY: by}
+    table = pd.DataFrame(table_rows, columns=list(TABLE_COLUMNS)).rename(columns=rename)
+    per_question = pd.concat(questions, ignore_index=True)[list(QUESTION_COLUMNS)].rename(columns=rename)
+    return Scores(table, per_question, mode, n_boot, seed, level, unmatched, ungrouped)
 
 
 def to_markdown(scores: Scores | pd.DataFrame, metrics: tuple[str, ...] = ("kl", "js", "w1", "mae", "ed")) -> str:
-    """The Overall and per-category rows of every method and country as one Markdown
-    table; a cell reads ``value [ci_low, ci_high] ×floor_ratio``."""
+    """The Overall and per-category rows of every method and group (country, or the item's
+    answers) as one Markdown table; a cell reads ``value [ci_low, ci_high] ×floor_ratio``."""
     table = scores.table if isinstance(scores, Scores) else scores
-    wide = table[table["metric"].isin(metrics)].set_index(["method", "country", "category", "metric"])
-    head = ["method", "country", "category", "questions", "respondents", *metrics]
+    group = group_column(table)
+    wide = table[table["metric"].isin(metrics)].set_index(["method", group, "category", "metric"])
+    head = ["method", group, "category", "questions", "respondents", *metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (method, country, category), block in wide.groupby(level=[0, 1, 2], sort=False):
+    for (method, name, category), block in wide.groupby(level=[0, 1, 2], sort=False):
         block = block.droplevel([0, 1, 2])
-        cells = [method, country, category, str(int(block["n_questions"].max())),
+        cells = [method, name, category, str(int(block["n_questions"].max())),
                  str(int(block["n_respondents"].iloc[0]))]
         for m in metrics:
             cells.append(_cell(block.loc[m]) if m in block.index else "–")

@@ -122,12 +122,12 @@ class RunConfig:
     def population_path(self, run_dir: str | Path) -> Path:
         return self.population.location(run_dir)
 
-    def codebook_name(self) -> str:
-        return self.population.codebook().name
+    def codebook_name(self, run_dir: str | Path = ".") -> str:
+        return self.population.codebook(run_dir).name
 
     def resolved(self, run_dir: str | Path) -> dict[str, Any]:
         """The run's identity: what RUN_DIR/config.yaml holds and its hash covers."""
-        cb = load_codebook(self.codebook_name())
+        cb = load_codebook(self.codebook_name(run_dir))
         return {
             "population": str(self.population_path(run_dir)),
             "population_source": self.population.to_mapping(),

@@ -12,6 +12,7 @@ the paper-style tables (``raysim experiment CONFIG -o DIR``).
       psii: [psii]
       ablations: [psii_no_value, psii_no_demographic, psii_no_profile, psii_no_noise, psii_no_layerwise]
     boot: 200                                       # bootstrap replicates of the scores
+    score_by: country                               # or sample, or an item id such as Q260
     actors: {number: 2, num_cpus: 0.5, batch_size: 4}
 
 Every other key is a run config's (raysim.pipeline.config). A generated population is written once
@@ -32,14 +33,17 @@ import yaml
 
 from ..atomic import write_atomic
 from ..engine.loading import EMBEDDED_NAME
-from ..metrics.scores import BY, ScoreError
+from ..metrics.scores import BY, ScoreError, check_by
 from ..report.scorecard import score_run
 from ..report.tables import experiment_tables
-from .config import ConfigError, Population, RunConfig, parse_config
+from ..survey.codebook import load_codebook
+from ..survey.sources import SourceError, source_from_text
+from ..survey.sources.path_source import PathSource
+from .config import ConfigError, RunConfig, parse_config
 from .progress import log
 from .results import read_results
 from .rundir import results_dir
-from .simulate import ensure_population, ray_session, run_many
+from .simulate import ray_session, run_many
 
 RUNS_DIR = "runs"
 _EXPERIMENT_KEYS = ("name", "description", "methods", "boot", "score_by")
@@ -54,7 +58,8 @@ class Experiment:
     """Method name → its run config (population, sample, questions, model shared)."""
     boot: int = 200
     score_by: str = "country"
-    """country: per country and pooled; sample: all respondents as one group."""
+    """country: per country and pooled; sample: all respondents as one group; an item id (Q260):
+    per answer to that item and pooled (raysim.metrics.scores.score)."""
     description: str = ""
 
     @property
@@ -63,17 +68,12 @@ class Experiment:
 
 
 def population_override(value: str) -> dict[str, Any]:
-    """``--population``: a canonical Parquet population, ``synthetic:N`` or ``cardata``."""
-    if value == "cardata":
-        return {"cardata": True}
-    if value.startswith("synthetic:"):
-        n = value.removeprefix("synthetic:")
-        if not n.isdigit() or int(n) < 1:
-            raise ConfigError(f"--population {value!r}: expected synthetic:N with N a positive integer")
-        return {"synthetic": {"n": int(n), "seed": 0}}
-    if not Path(value).exists():
-        raise ConfigError(f"--population {value!r}: no such file or directory (or give synthetic:N or cardata)")
-    return {"path": value}
+    """``--population``: a canonical Parquet population, ``synthetic:N``, ``cardata`` (any
+    source that reads command-line text, raysim.survey.sources)."""
+    try:
+        return source_from_text(value).to_mapping()
+    except SourceError as e:
+        raise ConfigError(str(e)) from None
 
 
 def apply_overrides(raw: dict[str, Any], *, population: str | None = None, sample: int | None = None,
@@ -123,8 +123,11 @@ def parse_experiment(raw: Any, where: str = "experiment") -> Experiment:
     if not isinstance(boot, int) or boot < 1:
         raise ConfigError(f"{where}: boot must be a positive integer, got {boot!r}")
     score_by = raw.get("score_by", "country")
-    if score_by not in BY:
-        raise ConfigError(f"{where}: score_by must be one of {list(BY)}, got {score_by!r}")
+    if score_by not in BY:   # an item id, checked against the population's codebook before Ray starts
+        try:
+            check_by(score_by, load_codebook(runs[names[0]].codebook_name()), name="score_by")
+        except ScoreError as e:
+            raise ConfigError(f"{where}: {e}") from None
     return Experiment(name=str(raw.get("name") or Path(where).stem), groups=groups, runs=runs, boot=boot,
                       score_by=score_by, description=str(raw.get("description") or ""))
 
@@ -141,8 +144,8 @@ def _shared_population(experiment: Experiment, out: Path) -> dict[str, RunConfig
     first = next(iter(experiment.runs.values()))
     if not first.population.generated:
         return dict(experiment.runs)
-    path = ensure_population(first, out)
-    return {name: replace(cfg, population=Population(path=str(path))) for name, cfg in experiment.runs.items()}
+    path = first.population.ensure(out)
+    return {name: replace(cfg, population=PathSource(str(path))) for name, cfg in experiment.runs.items()}
 
 
 def run_experiment(experiment: Experiment, out: str | Path, *, command: str | None = None,
@@ -172,7 +175,7 @@ def run_experiment(experiment: Experiment, out: str | Path, *, command: str | No
     about = {
         "experiment": experiment.name,
         "model": _model_name(first),
-        "population": _population_name(experiment.runs[experiment.methods[0]].population),
+        "population": experiment.runs[experiment.methods[0]].population.describe(),
         "answer": first.answer,
         "questions": len(resolved["questions"]),
         "boot": experiment.boot,
@@ -195,12 +198,6 @@ def _model_name(cfg: RunConfig) -> str:
     if m.random_init:
         return f"random-init {m.random_init}"
     return f"{EMBEDDED_NAME} (the embedded default)" if m.name_or_path == "embedded" else m.name_or_path
-
-
-def _population_name(pop: Population) -> str:
-    if pop.synthetic:
-        return f"a synthetic WVS-7 population of {pop.synthetic.n} (seed {pop.synthetic.seed})"
-    return "the real carData::WVS respondents" if pop.cardata else str(pop.path)
 
 
 def _valid_share(run_dir: Path) -> float:

@@ -1,4 +1,5 @@
-"""Score a run directory and write its score files (csv, parquet, markdown) atomically."""
+"""Score a run directory and write its score files atomically: the score table (csv, parquet,
+markdown) and the per-question table (``scores_by_question.parquet``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import write_atomic
-from ..metrics.scores import OVERALL, Scores, score, to_markdown
+from ..metrics.scores import OVERALL, Scores, check_by, score, to_markdown
 from ..pipeline.results import read_results
 from ..pipeline.rundir import load_run_config, results_dir
 from ..survey.codebook import load_codebook
@@ -24,26 +25,41 @@ class Scorecard:
     scores: Scores
     markdown: str
     overall_markdown: str
+    files: tuple[Path, ...] = ()
+    """The files written, in the run directory."""
 
 
 def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: str | None = None,
               by: str = "country") -> Scorecard:
     """``mode`` None: "sampled" for a run in generate mode, "probs" otherwise; ``by``: per
-    country (and pooled), or the whole sample as one group (raysim.metrics.scores.score)."""
+    country (and pooled), the whole sample as one group, or per answer to an item of the
+    population (and pooled) (raysim.metrics.scores.score)."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     if mode is None:
         mode = "sampled" if config.get("answer") == "generate" else "probs"
     codebook = load_codebook(config["codebook"])
     population = read_population(config["population"])
+    check_by(by, codebook, population.columns)   # a bad by fails before the results are read
     results = read_results(results_dir(run_dir), columns=_SCORED_COLUMNS)
     scores = score(results, population, codebook, mode=mode, n_boot=n_boot, seed=seed, by=by)
     table: pd.DataFrame = scores.table
     md = to_markdown(scores)
     overall = to_markdown(table[table["category"] == OVERALL])
     header = (f"Scores of {run_dir.name} ({mode} mode; {n_boot} bootstrap replicates, seed {seed}). "
-              "Cells: value [95% interval] ×multiple of the human noise floor.\n\n")
-    write_atomic(run_dir / "scores.csv", lambda p: table.to_csv(p, index=False))
-    write_atomic(run_dir / "scores.parquet", lambda p: table.to_parquet(p, index=False))
-    write_atomic(run_dir / "scores.md", lambda p: p.write_text(header + md))
-    return Scorecard(scores, header + md, header + overall)
+              f"{_left_out(scores, by)}Cells: value [95% interval] ×multiple of the human noise floor.\n\n")
+    writers = {
+        "scores.csv": lambda p: table.to_csv(p, index=False),
+        "scores.parquet": lambda p: table.to_parquet(p, index=False),
+        "scores.md": lambda p: p.write_text(header + md),
+        "scores_by_question.parquet": lambda p: scores.per_question.to_parquet(p, index=False),
+    }
+    for name, write in writers.items():
+        write_atomic(run_dir / name, write)
+    return Scorecard(scores, header + md, header + overall, tuple(run_dir / name for name in writers))
+
+
+def _left_out(scores: Scores, by: str) -> str:
+    """A sentence on the respondents in no group (no answer to the item grouped by), if any."""
+    n = max(scores.ungrouped.values(), default=0)
+    return f"{n} respondents with no answer to {by} are in no group. " if n else ""

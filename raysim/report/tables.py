@@ -2,9 +2,10 @@
 
 One table per metric (KL: Table 1, ED: Table 2, JS: Table 5, MAE: Table 6, the paper's
 layout), rows = methods in their groups (baselines, PSII, ablations), columns = the analysis
-categories and Overall, pooled over countries. A cell reads ``value [95% interval] ×k``: k the
-multiple of the human noise floor, which has its own row (what a perfect simulator would score
-with these respondents). ED's table adds both normalised entropies, so the direction shows.
+categories and Overall, pooled over countries (or the groups scored). A cell reads
+``value [95% interval] ×k``: k the multiple of the human noise floor, which has its own row
+(what a perfect simulator would score with these respondents). ED's table adds both normalised
+entropies, so the direction shows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from ..metrics.scores import OVERALL, POOLED
+from ..metrics.scores import OVERALL, POOLED, group_column
 
 TABLES = (
     ("kl", "Table 1 — KL divergence KL(human ‖ simulated), lower is better"),
@@ -22,7 +23,7 @@ TABLES = (
     ("js", "Table 5 — Jensen–Shannon divergence (bits), lower is better"),
     ("mae", "Table 6 — MAE of the mean option position / scale range (ordinal items), lower is better"),
 )
-MAX_COUNTRY_COLUMNS = 12
+MAX_GROUP_COLUMNS = 12
 
 
 def _fmt(x: float) -> str:
@@ -64,26 +65,29 @@ def _metric_table(pooled: pd.DataFrame, metric: str, groups: Mapping[str, Sequen
     return lines
 
 
-def _country_table(scores: pd.DataFrame, methods: Sequence[str], metric: str = "kl") -> list[str]:
-    overall = scores[(scores["category"] == OVERALL) & (scores["metric"] == metric) & (scores["country"] != POOLED)]
-    countries = sorted(overall["country"].unique())
-    if not countries or len(countries) > MAX_COUNTRY_COLUMNS:
+def _group_table(scores: pd.DataFrame, methods: Sequence[str], metric: str = "kl") -> list[str]:
+    """Overall ``metric`` per country (or per answer to the item grouped by), if few enough."""
+    group = group_column(scores)
+    overall = scores[(scores["category"] == OVERALL) & (scores["metric"] == metric) & (scores[group] != POOLED)]
+    names = sorted(overall[group].unique())
+    if not names or len(names) > MAX_GROUP_COLUMNS:
         return []
-    at = overall.set_index(["method", "country"])
-    lines = [f"### Overall {metric.upper()} per country", "", _row(["method", *countries]),
-             "|" + "---|" * (len(countries) + 1)]
+    at = overall.set_index(["method", group])
+    lines = [f"### Overall {metric.upper()} per {group}", "", _row(["method", *names]),
+             "|" + "---|" * (len(names) + 1)]
     for m in methods:
-        lines.append(_row([m] + [_cell(at.loc[(m, c)]) if (m, c) in at.index else "–" for c in countries]))
+        lines.append(_row([m] + [_cell(at.loc[(m, c)]) if (m, c) in at.index else "–" for c in names]))
     first = at.loc[methods[0]]
     lines.append(_row(["human noise floor"] + [_fmt(first.loc[c, "floor"]) if c in first.index else "–"
-                                              for c in countries]))
+                                              for c in names]))
     return lines + [""]
 
 
 def experiment_tables(scores: pd.DataFrame, groups: Mapping[str, Sequence[str]], about: Mapping[str, Any],
                       notes: Sequence[str] = ()) -> str:
     """``scores``: every method's score table (raysim.metrics.scores), ``method`` = method name."""
-    pooled = scores[scores["country"] == POOLED]
+    group = group_column(scores)
+    pooled = scores[scores[group] == POOLED]
     categories = [c for c in pooled["category"].drop_duplicates() if c != OVERALL]
     columns = categories + [OVERALL]
     methods = [m for ms in groups.values() for m in ms]
@@ -100,9 +104,9 @@ def experiment_tables(scores: pd.DataFrame, groups: Mapping[str, Sequence[str]],
             "between a bootstrap resample of the real respondents and the real sample: what a perfect "
             "simulator scores with this many respondents). " +
             ("All respondents scored as one sample." if about.get("score_by") == "sample"
-             else "Pooled = mean of the per-country figures."), ""]
+             else f"Pooled = mean of the per-{group} figures."), ""]
     out += [f"- {n}" for n in notes] + ([""] if notes else [])
     for metric, title in TABLES:
         out += [f"## {title}", ""] + _metric_table(pooled, metric, groups, columns) + [""]
-    out += _country_table(scores, methods)
+    out += _group_table(scores, methods)
     return "\n".join(out).rstrip() + "\n"

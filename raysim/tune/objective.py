@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..metrics.scores import OVERALL, POOLED, Scores, score
+from ..metrics.scores import OVERALL, POOLED, Scores, group_column, score
 from ..survey.codebook import Codebook
 from .config import Objective
 
@@ -32,7 +32,7 @@ class Evaluation:
 
 def _overall(scores: Scores) -> pd.DataFrame:
     t = scores.table
-    return t[(t["country"] == POOLED) & (t["category"] == OVERALL)].set_index("metric")
+    return t[(t[group_column(t)] == POOLED) & (t["category"] == OVERALL)].set_index("metric")
 
 
 def score_mode(answer: str) -> str:

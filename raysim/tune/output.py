@@ -12,7 +12,7 @@ import yaml
 
 from ..atomic import write_atomic
 from ..identity.injection import PsiiPreset
-from ..metrics.scores import OVERALL, POOLED
+from ..metrics.scores import OVERALL, POOLED, group_column
 from .actors import answer_on_pool
 from .data import Prepared
 from .objective import evaluate
@@ -39,7 +39,7 @@ def heldout_table(actors: list, prepared: Prepared, presets: dict[str, PsiiPrese
         ev = evaluate(answered.rows, prepared.heldout, prepared.codebook, config.objective,
                       answer=config.run.answer, n_boot=BOOT, seed=config.split.seed)
         t = ev.scores.table
-        overall = t[(t["country"] == POOLED) & (t["category"] == OVERALL) & t["metric"].isin(["kl", "ed"])]
+        overall = t[(t[group_column(t)] == POOLED) & (t["category"] == OVERALL) & t["metric"].isin(["kl", "ed"])]
         for _, r in overall.iterrows():
             rows.append({"preset": name, "metric": r["metric"], "value": r["value"], "ci_low": r["ci_low"],
                          "ci_high": r["ci_high"], "floor": r["floor"], "respondents": ev.respondents})

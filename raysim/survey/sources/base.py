@@ -61,8 +61,9 @@ class PopulationSource(ABC):
         return path
 
     def codebook(self, directory: str | Path = ".") -> Codebook:
-        """The codebook of the population's items (read from it where it already exists)."""
-        return codebook_of(self.location(directory))
+        """The codebook of the population's items, read from the population (a generated one
+        is written first; sources that know their codebook beforehand say so)."""
+        return codebook_of(self.ensure(directory))
 
     def to_mapping(self) -> dict[str, Any]:
         return {self.key: self.to_config()}
