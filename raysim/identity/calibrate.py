@@ -32,8 +32,7 @@ from ..survey.codebook import Codebook
 from ..survey.population import BASE_COLUMNS, ID, codebook_of, read_population, records
 from ..survey.profile import profile_columns, render_profile
 from ..survey.sources import source_from_text
-from .dataset import ATTRIBUTES
-from .injection import PsiiPreset, check_setup, psii_plan, respondent_seed
+from .injection import PsiiPreset, attribute_candidates, check_setup, psii_plan, respondent_seed
 from .library import VectorLibrary, load_library
 
 SIGMA_CAP = 0.4
@@ -62,7 +61,7 @@ class CalibrationResult:
 
 def agent_columns(codebook: Codebook) -> list[str]:
     """The population columns an agent needs: base columns, profile items, PSII attributes."""
-    wanted = profile_columns(codebook) + [a for a in ATTRIBUTES if a in codebook]
+    wanted = profile_columns(codebook) + attribute_candidates(codebook)
     return list(BASE_COLUMNS) + list(dict.fromkeys(c for c in wanted if c not in BASE_COLUMNS))
 
 
@@ -159,6 +158,7 @@ def calibration_rows(engine: LM, library: VectorLibrary, preset: PsiiPreset, res
     shift = |rank_noisy − rank_clean| / n_options. Rank = position on the item's scale (its
     option order; scale order for an ordinal item listed out of order, e.g. Q56)."""
     _check_inputs(codebook, qids, probe_sigma, noise_scope)
+    preset = preset.for_codebook(codebook)
     batteries = battery_items(codebook)
     items = [codebook[q] for q in qids]
     requests, keys = [], []
@@ -212,6 +212,6 @@ def sensitivity(engine: LM, library: VectorLibrary, preset: PsiiPreset, responde
     probe is as strong as any σ the calibration may recommend. Deterministic for a seed: each
     respondent's noise seed is derived from (seed, respondent id).
     """
-    check_setup(engine, library, preset)
+    check_setup(engine, library, preset.for_codebook(codebook))
     return combine(calibration_rows(engine, library, preset, respondents, codebook, qids, probe_sigma, seed,
                                     language, noise_scope), probe_sigma)

@@ -67,6 +67,7 @@ def final_token_states(engine: LM, library: VectorLibrary, preset: PsiiPreset, r
                        language: str | None = None, chunk: int = CHUNK) -> CollapseStates:
     """Final-prompt-token states at every layer, baseline and PSII (σ: the preset's unless given;
     each agent's noise seeded by (seed, respondent id))."""
+    preset = preset.for_codebook(codebook)
     check_setup(engine, library, preset)
     item = codebook[qid]
     if not item.has_options:

@@ -16,7 +16,7 @@ import pandas as pd
 from ..engine.base import LM
 from ..engine.noise import derive_seed
 from ..engine.plan import InjectionPlan, PlanError, Term
-from .dataset import ATTRIBUTES
+from ..survey.codebook import Codebook, id_sort_key
 from .library import LibraryError, VectorLibrary
 
 
@@ -115,11 +115,33 @@ class PsiiPreset:
     def with_(self, **changes: Any) -> PsiiPreset:
         return replace(self, **changes)
 
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """Every attribute the preset injects, in questionnaire order (which fixes each term's
+        index, and so its noise)."""
+        return tuple(sorted((a for g in self.attribute_groups.values() for a in g), key=id_sort_key))
+
+    def for_codebook(self, codebook: Codebook) -> PsiiPreset:
+        """The preset for respondents of ``codebook``: its attributes are the codebook's own
+        (``attributes:``, group -> items) where it declares them, else the preset's; either way
+        only items the codebook has."""
+        groups = codebook.attributes or self.attribute_groups
+        unknown = sorted(set(groups) - set(self.layers))
+        if unknown:
+            raise PlanError(f"codebook {codebook.name!r} puts attributes in layer group(s) {unknown}, which the "
+                            f"model preset has no layer for (groups: {sorted(self.layers)})")
+        return self.with_(attribute_groups={g: tuple(a for a in items if a in codebook) for g, items in groups.items()})
+
+
+def attribute_candidates(codebook: Codebook) -> list[str]:
+    """Items that can be PSII attributes: the demographic items with options."""
+    return [q for q in codebook.demographic_ids if codebook[q].has_options]
+
 
 def check_setup(engine: LM, library: VectorLibrary, preset: PsiiPreset) -> None:
     """Refuse a library built for another model, and a preset injecting outside the model."""
     library.check_model(engine.name, engine.fingerprint, engine.n_layers, engine.hidden_size)
-    used = {a: preset.layer_of(a) for a in library.attributes}
+    used = {a: preset.layer_of(a) for a in preset.attributes if a in library.attributes}
     bad = {a: layer for a, layer in used.items() if not 1 <= layer <= engine.n_layers}
     if bad:
         raise PlanError(f"the preset injects {bad} but model {engine.name} has layers 1..{engine.n_layers}")
@@ -138,7 +160,7 @@ def _answered(value: Any) -> bool:
 
 
 def psii_plan(library: VectorLibrary, respondent: Mapping[str, Any], preset: PsiiPreset, seed: int,
-              language: str | None = None, attributes: tuple[str, ...] = ATTRIBUTES,
+              language: str | None = None, attributes: tuple[str, ...] | None = None,
               sigma: float | None = None, demographic: bool = True,
               skip_unknown: bool = False) -> InjectionPlan:
     """The plan for one respondent: a term per answered attribute (of its scale, none at scale 0),
@@ -147,9 +169,10 @@ def psii_plan(library: VectorLibrary, respondent: Mapping[str, Any], preset: Psi
 
     ``demographic=False`` keeps the terms but zeroes their vectors (noise only: an ablation).
     A value the library has no vector for (e.g. an "Other" code) raises, or with
-    ``skip_unknown`` contributes no term, as an unanswered item."""
+    ``skip_unknown`` contributes no term, as an unanswered item. ``attributes``: the preset's
+    unless given."""
     terms = []
-    for attribute in attributes:
+    for attribute in preset.attributes if attributes is None else attributes:
         value = respondent.get(attribute)
         if not _answered(value):
             continue

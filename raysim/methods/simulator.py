@@ -26,8 +26,7 @@ import pandas as pd
 from ..engine.base import LM, Option, Request, Sampling
 from ..engine.noise import derive_seed
 from ..engine.plan import InjectionPlan, scoped
-from ..identity.dataset import ATTRIBUTES
-from ..identity.injection import PsiiPreset, check_setup, psii_plan, respondent_seed
+from ..identity.injection import PsiiPreset, attribute_candidates, check_setup, psii_plan, respondent_seed
 from ..identity.library import VectorLibrary
 from ..pipeline.results import result_rows
 from ..survey.batteries import battery_items
@@ -59,10 +58,11 @@ class Setup:
 
 
 def columns(spec: MethodSpec, codebook: Codebook) -> list[str]:
-    """The population columns a method reads: base columns, profile items, PSII attributes."""
+    """The population columns a method reads: base columns, profile items, PSII attributes (any
+    demographic item with options may be one: the codebook or the model preset says which)."""
     wanted = profile_columns(codebook) if spec.profile else []
     if spec.injection is not None:
-        wanted += [a for a in ATTRIBUTES if a in codebook]
+        wanted += attribute_candidates(codebook)
     return list(BASE_COLUMNS) + list(dict.fromkeys(c for c in wanted if c not in BASE_COLUMNS))
 
 
@@ -112,7 +112,7 @@ class Simulator:
         if s.library is None or s.preset is None:
             raise MethodError(f"method {self.spec.name!r} injects vectors: the run needs a vector library "
                               "and a model preset")
-        preset = s.preset
+        preset = s.preset.for_codebook(self.codebook)
         if not inj.layerwise:
             flat = inj.flat_layer(s.library.manifest.n_layers)
             preset = preset.with_(attribute_layers={a: flat for a in s.library.attributes})
@@ -150,7 +150,7 @@ class Simulator:
             return None
         s = self.setup
         return psii_plan(s.library, row, self.preset, respondent_seed(s.seed, row[ID]),
-                         language=language, attributes=tuple(a for a in ATTRIBUTES if a in s.library.attributes),
+                         language=language, attributes=tuple(a for a in self.preset.attributes if a in s.library.attributes),
                          demographic=self.spec.injection.demographic, skip_unknown=True)
 
     def _requests(self, rid: int, system: str, plan: InjectionPlan | None, language: str,

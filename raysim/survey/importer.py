@@ -82,6 +82,8 @@ class ImportReport:
     """False when the file had no weight column and every weight is 1.0."""
     value_labels: list[str] = field(default_factory=list)
     """Coded items whose value labels were kept in ``value_labels.json``."""
+    encoding: str | None = None
+    """The text encoding the file was read with (a CSV's is sniffed; a ``.sav`` may need a fallback)."""
     id_column: str | None = None
     derived_ids: int = 0
     """Rows whose respondent id was derived (their source id repeats or is text)."""
@@ -277,7 +279,7 @@ def _import(src: _Source, out: Path, codebook: Codebook, layout: Layout, *, over
     if len(countries) == 0:
         raise WVS7ImportError(f"{src.where}: the file holds no respondents")
     report = ImportReport(source=src.where, format=src.format, output=str(out), codebook=codebook.name,
-                          weights=layout.weight is not None, id_column=layout.id, derived_ids=ids.derived,
+                          encoding=src.encoding, weights=layout.weight is not None, id_column=layout.id, derived_ids=ids.derived,
                           repeated_ids=[r.to_json() for r in ids.repeats], _ids=ids)
     usecols = list(dict.fromkeys([c for c in (layout.weight,) if c] + list(codebook.items)))
     convert = _Converter(codebook, layout, src.where, strict, report, ids, countries)

@@ -94,23 +94,32 @@ class _NonBlankLines(io.RawIOBase):
     lines and would read these as respondents with every column empty. (A blank line inside a
     quoted multi-line text field is dropped too: only text changes.)"""
 
-    def __init__(self, raw: IO[bytes], sep: str):
-        self.raw, self.blank, self.pending = raw, (_BLANK + sep).encode(), b""
+    def __init__(self, raw: IO[bytes], sep: str, block: int = 1 << 16):
+        self.raw, self.block = raw, block
+        self.blank = (_BLANK + sep).encode()
+        # A line end and the blank line after it, found by one regex pass over whole lines (a
+        # Python call per line would slow reading by half; so would a (?m)^ anchor).
+        self.blank_lines = re.compile(rb"\n[" + re.escape(self.blank.replace(b"\n", b"")) + rb"]*(?=\n)")
+        self.pending, self.pos, self.carry, self.eof = b"", 0, b"", False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b) -> int:
-        out = bytearray(self.pending)
-        while len(out) < len(b):
-            line = self.raw.readline()
-            if not line:
-                break
-            if line.strip(self.blank):
-                out += line
-        n = min(len(b), len(out))
-        b[:n] = out[:n]
-        self.pending = bytes(out[n:])
+        while len(self.pending) - self.pos < len(b) and not self.eof:
+            block = self.raw.read(max(len(b), self.block))
+            if block:
+                data = self.carry + block
+                cut = data.rfind(b"\n") + 1  # whole lines only: a partial last one waits
+                data, self.carry = data[:cut], data[cut:]
+            else:  # end of file: a last line without a line end, unless it is blank
+                self.eof = True
+                data, self.carry = (self.carry if self.carry.strip(self.blank) else b""), b""
+            kept = self.blank_lines.sub(b"", b"\n" + data)[1:]  # "\n": the first line is one too
+            self.pending, self.pos = self.pending[self.pos:] + kept, 0
+        n = min(len(b), len(self.pending) - self.pos)
+        b[:n] = memoryview(self.pending)[self.pos:self.pos + n]
+        self.pos += n
         return n
 
 
@@ -238,12 +247,16 @@ def _stat_source(path: Path, where: str, fmt: str) -> _Source:
     meta, encoding = _stat_metadata(read, path)
 
     def chunks(usecols: list[str], rows: int) -> Iterator[pd.DataFrame]:
-        n = 0
-        for chunk, _ in pyreadstat.read_file_in_chunks(read, str(path), chunksize=rows,
-                                                       usecols=usecols, encoding=encoding):
+        # pyreadstat.read_file_in_chunks would not do: it reads the metadata again without
+        # the encoding, which fails on the files the fallback is for.
+        n, expected = 0, meta.number_rows
+        while expected is None or expected < 0 or n < expected:
+            chunk, _ = read(str(path), row_offset=n, row_limit=rows, usecols=usecols,
+                            encoding=encoding)
+            if not len(chunk):
+                break
             n += len(chunk)
             yield chunk
-        expected = meta.number_rows
         if expected is not None and expected >= 0 and n != expected:
             raise WVS7ImportError(f"{where}: truncated file: {n} of {expected} rows could be read")
 
