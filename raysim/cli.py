@@ -158,7 +158,10 @@ def _identity_build(a: argparse.Namespace) -> int:
     from .pipeline.simulate import ray_session
     from .pipeline.vectors import build_library, language_step
 
-    dataset = load_dataset(a.dataset)   # a bad dataset fails before Ray starts
+    from .survey.codebook import load_codebook
+
+    # a bad dataset fails before Ray starts; a given one may hold any of the codebook's attributes
+    dataset = load_dataset(a.dataset, load_codebook(a.codebook), **({"attributes": None} if a.dataset else {}))
     model = ModelSpec(name_or_path=a.model, dtype=a.dtype, device=a.device)
     languages = [] if a.languages == "none" else a.languages.split(",")
     corpus: dict[str, list[str]] = {}
@@ -203,8 +206,9 @@ def _identity_dataset(a: argparse.Namespace) -> int:
     from .identity.dataset_gen import main_dataset
 
     main_dataset(a.generator, a.out, a.questions, a.instructions, a.seed, attributes=a.attributes,
-                 device=a.device, dtype=a.dtype)
-    print(f"wrote {a.out}; build vectors from it: raysim identity build --dataset {a.out} -o LIB")
+                 device=a.device, dtype=a.dtype, codebook=a.codebook)
+    also = "" if a.codebook == "wvs7" else f" --codebook {a.codebook}"
+    print(f"wrote {a.out}; build vectors from it: raysim identity build --dataset {a.out}{also} -o LIB")
     return 0
 
 
@@ -316,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = ident.add_parser("build", help="build a vector library (demographic + language vectors) on Ray")
     s.add_argument("--model", default="embedded", help="model path or hub id (default: the embedded default)")
     s.add_argument("--dataset", default=None, help="demographic dataset YAML (default: the packaged one)")
+    s.add_argument("--codebook", default="wvs7", help="the codebook whose items the dataset's attributes are "
+                                                      "(default wvs7; a YAML path for another survey)")
     s.add_argument("-o", "--out", required=True, help="library directory; rerunning resumes the build")
     s.add_argument("--dtype", default="float32")
     s.add_argument("--device", default="cpu")
@@ -343,7 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--questions", type=int, default=40, help="probing questions per attribute (default 40)")
     s.add_argument("--instructions", type=int, default=5, help="persona instructions per value (default 5)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--attributes", nargs="*", default=None, help="only these attributes (default: all 13)")
+    s.add_argument("--codebook", default="wvs7", help="codebook of the attributes (default wvs7; a YAML path "
+                                                      "for another survey)")
+    s.add_argument("--attributes", nargs="*", default=None,
+                   help="only these attributes (default: the codebook's attributes:, else the WVS-7 13)")
     s.add_argument("--device", default="auto")
     s.add_argument("--dtype", default="float32")
     s.set_defaults(fn=_identity_dataset)

@@ -32,7 +32,7 @@ from ..survey.codebook import Codebook
 from ..survey.population import BASE_COLUMNS, ID, codebook_of, read_population, records
 from ..survey.profile import profile_columns, render_profile
 from ..survey.sources import source_from_text
-from .injection import PsiiPreset, attribute_candidates, check_setup, psii_plan, respondent_seed
+from .injection import PsiiPreset, check_setup, psii_plan, respondent_seed
 from .library import VectorLibrary, load_library
 
 SIGMA_CAP = 0.4
@@ -61,7 +61,7 @@ class CalibrationResult:
 
 def agent_columns(codebook: Codebook) -> list[str]:
     """The population columns an agent needs: base columns, profile items, PSII attributes."""
-    wanted = profile_columns(codebook) + attribute_candidates(codebook)
+    wanted = profile_columns(codebook) + codebook.attribute_candidates
     return list(BASE_COLUMNS) + list(dict.fromkeys(c for c in wanted if c not in BASE_COLUMNS))
 
 

@@ -135,27 +135,28 @@ def _texts(value: Any, where: str) -> tuple[str, ...]:
 
 
 def validate(ds: DemographicDataset, codebook: Codebook | None = None, *,
-             attributes: Sequence[str] = ATTRIBUTES, min_questions: int = MIN_QUESTIONS,
+             attributes: Sequence[str] | None = ATTRIBUTES, min_questions: int = MIN_QUESTIONS,
              min_instructions: int = MIN_INSTRUCTIONS) -> None:
-    """Check ``ds`` against the schema: exactly ``attributes`` (each one of `ATTRIBUTES`), every
-    substantive value of each (``codebook``, default WVS-7) and nothing else, at least the minimum
-    numbers of questions and of instructions per value, no empty or duplicate text (within an
-    attribute's questions, and across all of its instructions). Raises `DatasetError` listing
-    every problem."""
+    """Check ``ds`` against the schema: exactly ``attributes`` (None: those it holds), each a
+    demographic item with options of ``codebook`` (default WVS-7), every substantive value of
+    each and nothing else, at least the minimum numbers of questions and of instructions per
+    value, no empty or duplicate text (within an attribute's questions, and across all of its
+    instructions). Raises `DatasetError` listing every problem."""
     codebook = codebook or load_codebook("wvs7")
+    attributes = list(ds.attributes) if attributes is None else attributes
+    known = codebook.attribute_candidates
     problems = []
     for attr in attributes:
-        if attr not in ATTRIBUTES:
-            problems.append(f"{attr}: not one of the demographic attributes {list(ATTRIBUTES)}")
+        if attr not in known:
+            problems.append(f"{attr}: not a demographic item with options of codebook {codebook.name!r}")
         elif attr not in ds.attributes:
             problems.append(f"{attr}: missing")
     for attr, aset in ds.attributes.items():
-        if attr not in ATTRIBUTES:
-            problems.append(f"{attr}: unknown attribute (not one of {list(ATTRIBUTES)})")
+        if attr not in known:
+            problems.append(f"{attr}: unknown attribute (not a demographic item with options of codebook "
+                            f"{codebook.name!r})")
         elif attr not in attributes:
             problems.append(f"{attr}: attribute not expected here (expected {list(attributes)})")
-        elif attr not in codebook:
-            problems.append(f"{attr}: not in codebook {codebook.name!r}")
         else:
             problems += _attribute_problems(aset, codebook[attr].options, min_questions, min_instructions)
     if problems:
@@ -217,7 +218,7 @@ def default_path() -> Path:
 
 
 def load_dataset(path: str | Path | None = None, codebook: Codebook | None = None, *,
-                 attributes: Sequence[str] = ATTRIBUTES, min_questions: int = MIN_QUESTIONS,
+                 attributes: Sequence[str] | None = ATTRIBUTES, min_questions: int = MIN_QUESTIONS,
                  min_instructions: int = MIN_INSTRUCTIONS) -> DemographicDataset:
     """Load and validate a dataset file (``None``: the packaged default)."""
     path = Path(path) if path is not None else default_path()
@@ -257,7 +258,7 @@ def to_yaml(ds: DemographicDataset, header: str = "", codebook: Codebook | None 
 
 
 def save_dataset(ds: DemographicDataset, path: str | Path, header: str = "",
-                 codebook: Codebook | None = None, *, attributes: Sequence[str] = ATTRIBUTES,
+                 codebook: Codebook | None = None, *, attributes: Sequence[str] | None = ATTRIBUTES,
                  min_questions: int = MIN_QUESTIONS, min_instructions: int = MIN_INSTRUCTIONS) -> Path:
     """Validate ``ds`` and write it atomically: an invalid dataset raises and leaves any existing
     file at ``path`` untouched, and so does a failure while writing."""

@@ -133,11 +133,6 @@ class PsiiPreset:
         return self.with_(attribute_groups={g: tuple(a for a in items if a in codebook) for g, items in groups.items()})
 
 
-def attribute_candidates(codebook: Codebook) -> list[str]:
-    """Items that can be PSII attributes: the demographic items with options."""
-    return [q for q in codebook.demographic_ids if codebook[q].has_options]
-
-
 def check_setup(engine: LM, library: VectorLibrary, preset: PsiiPreset) -> None:
     """Refuse a library built for another model, and a preset injecting outside the model."""
     library.check_model(engine.name, engine.fingerprint, engine.n_layers, engine.hidden_size)

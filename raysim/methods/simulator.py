@@ -26,7 +26,7 @@ import pandas as pd
 from ..engine.base import LM, Option, Request, Sampling
 from ..engine.noise import derive_seed
 from ..engine.plan import InjectionPlan, scoped
-from ..identity.injection import PsiiPreset, attribute_candidates, check_setup, psii_plan, respondent_seed
+from ..identity.injection import PsiiPreset, check_setup, psii_plan, respondent_seed
 from ..identity.library import VectorLibrary
 from ..pipeline.results import result_rows
 from ..survey.batteries import battery_items
@@ -62,7 +62,7 @@ def columns(spec: MethodSpec, codebook: Codebook) -> list[str]:
     demographic item with options may be one: the codebook or the model preset says which)."""
     wanted = profile_columns(codebook) if spec.profile else []
     if spec.injection is not None:
-        wanted += attribute_candidates(codebook)
+        wanted += codebook.attribute_candidates
     return list(BASE_COLUMNS) + list(dict.fromkeys(c for c in wanted if c not in BASE_COLUMNS))
 
 

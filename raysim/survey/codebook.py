@@ -191,6 +191,11 @@ class Codebook:
     def demographic_ids(self) -> list[str]:
         return [q for q, it in self.items.items() if not it.is_opinion]
 
+    @property
+    def attribute_candidates(self) -> list[str]:
+        """Items that can be PSII attributes (vectors per value): demographic items with options."""
+        return [q for q, it in self.items.items() if not it.is_opinion and it.has_options]
+
     def country_name(self, alpha3: str) -> str:
         """The codebook's name for a country, else the WVS-7 list's, else the code itself."""
         from .countries import CountryError, country_name
