@@ -36,7 +36,8 @@ items:
     kind: nominal
     options: [[1, North], [2, South], [3, East]]
 profile:
-  sex: "You are a {label}."
+  sex:
+    codes: {1: "You are a woman.", 2: "You are a man."}
   age: "You are {value} years old."
   country: "You live in {country}."
   region: "You live in the {label} region."
@@ -62,14 +63,20 @@ def survey_frame(n: int = N, seed: int = 0) -> pd.DataFrame:
         "trust": trust,
         "satisfaction": rng.integers(1, 6, n),
     })
-    frame.loc[rng.random(n) < 0.05, "age"] = np.nan
+    frame["age"] = frame["age"].astype("Int64")
+    frame.loc[rng.random(n) < 0.05, "age"] = pd.NA
     return frame
 
 
-def write_survey(directory: Path, n: int = N) -> tuple[Path, Path]:
-    """The survey CSV and its codebook YAML in ``directory``."""
+SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "surveys"
+"""The README's walkthrough uses these copies: regional.csv is survey_frame(), regional.yaml
+CODEBOOK under a comment."""
+
+
+def write_survey(directory: Path) -> tuple[Path, Path]:
+    """The shipped survey CSV and its codebook YAML, copied into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     data, codebook = directory / "regional.csv", directory / "regional.yaml"
-    survey_frame(n).to_csv(data, index=False)
-    codebook.write_text(CODEBOOK)
+    data.write_bytes((SHIPPED / "regional.csv").read_bytes())
+    codebook.write_bytes((SHIPPED / "regional.yaml").read_bytes())
     return data, codebook

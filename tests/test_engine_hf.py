@@ -192,7 +192,10 @@ def test_hooks_per_row_plans_with_left_padding(engine):
         for r, x in enumerate(ids):
             with engine.hooks.active([plans[r]], dev, dt):
                 alone = engine.model(torch.tensor([x]), position_ids=torch.arange(len(x))[None]).logits[0]
-            np.testing.assert_allclose(together[r, width - len(x):].numpy(), alone.numpy(), atol=1e-4)
+            # fp32 kernels differ between a padded batch and a lone row by ~1e-5 of the logits'
+            # scale on AVX-512/AMX CPUs even with no plan: the tolerance follows that scale
+            scale = float(alone.abs().max())
+            np.testing.assert_allclose(together[r, width - len(x):].numpy(), alone.numpy(), atol=1e-4 * scale)
         plain = engine.model(torch.tensor([ids[0]])).logits[0]
     assert not torch.allclose(plain, together[0, width - len(ids[0]):], atol=1e-2)   # the plan acted
 

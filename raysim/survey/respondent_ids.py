@@ -31,6 +31,7 @@ import pandas as pd
 SOURCE_ID = "source_id"
 DERIVED_BASE = 1 << 62
 _MAX_LISTED_ROWS = 20
+_MAX_PRINTED = 30
 
 
 class RespondentIdError(ValueError):
@@ -81,7 +82,11 @@ class IdAssignment:
         if self.repeats:
             lines.append(f"{len(self.repeats)} {column} value(s) repeated, every row kept:")
             lines += [f"  {column} {r.source_id}: {r.count} rows ("
-                      + ", ".join(f"{c} {n}" for c, n in r.countries.items()) + ")" for r in self.repeats]
+                      + ", ".join(f"{c} {n}" for c, n in r.countries.items()) + ")"
+                      for r in self.repeats[:_MAX_PRINTED]]
+            if len(self.repeats) > _MAX_PRINTED:   # a file numbered per region repeats thousands
+                lines.append(f"  ... and {len(self.repeats) - _MAX_PRINTED} more: every one is in "
+                             "import_report.json (repeated_ids)")
         return lines
 
 
