@@ -123,14 +123,15 @@ class PsiiPreset:
 
     def for_codebook(self, codebook: Codebook) -> PsiiPreset:
         """The preset for respondents of ``codebook``: its attributes are the codebook's own
-        (``attributes:``, group -> items) where it declares them, else the preset's; either way
-        only items the codebook has."""
-        groups = codebook.attributes or self.attribute_groups
-        unknown = sorted(set(groups) - set(self.layers))
+        (``attributes:``, group -> items) where it declares them, else the preset's (a respondent
+        without an answer to one gets no term for it)."""
+        if not codebook.attributes:
+            return self
+        unknown = sorted(set(codebook.attributes) - set(self.layers))
         if unknown:
             raise PlanError(f"codebook {codebook.name!r} puts attributes in layer group(s) {unknown}, which the "
                             f"model preset has no layer for (groups: {sorted(self.layers)})")
-        return self.with_(attribute_groups={g: tuple(a for a in items if a in codebook) for g, items in groups.items()})
+        return self.with_(attribute_groups=dict(codebook.attributes))
 
 
 def check_setup(engine: LM, library: VectorLibrary, preset: PsiiPreset) -> None:

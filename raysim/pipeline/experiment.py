@@ -216,7 +216,6 @@ def _language_notes(runs: dict[str, RunConfig], qids: list[str]) -> list[str]:
                 "in every language (`raysim translate`, then `translations:` in the config)."]
     from ..methods.templates import LANGUAGES
     from ..methods.translation import Translations, coverage
-    from ..survey.codebook import load_codebook
 
     translations = Translations.load(cfg.translations)
     codebook = load_codebook(cfg.codebook_name())

@@ -102,7 +102,8 @@ class ImportReport:
 
     def lines(self) -> list[str]:
         """What the CLI prints after an import."""
-        out = [f"imported {self.rows} respondents from {len(self.countries)} countries "
+        n = len(self.countries)
+        out = [f"imported {self.rows} respondents from {n} countr{'y' if n == 1 else 'ies'} "
                f"({self.format}) into {self.output}"]
         if self._ids is not None:
             out += self._ids.summary(self.id_column or "id")

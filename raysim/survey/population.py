@@ -1,9 +1,9 @@
 """The canonical population: one row per respondent, as (sharded) Parquet.
 
-Columns: ``respondent_id`` (int64, WVS ``D_INTERVIEW``), ``country`` (ISO alpha-3,
-``B_COUNTRY_ALPHA``), ``weight`` (float64, ``W_WEIGHT`` or 1.0), optionally ``source_id`` (the source file's own id where it
-is not the respondent id, see ``respondent_ids``), then one nullable int32
-column per codebook item (null where a missing code was given). The schema metadata
+Columns: ``respondent_id`` (int64, unique per row: WVS ``D_INTERVIEW`` where that is unique),
+``country`` (ISO alpha-3, ``B_COUNTRY_ALPHA``), ``weight`` (float64, ``W_WEIGHT`` or 1.0),
+``source_id`` where the population was imported from a file with ids (``respondent_ids``), then
+one nullable int32 column per codebook item (null where a missing code was given). The schema metadata
 names the codebook (``raysim.codebook``) so readers know which items the columns hold: a
 shipped one by name; any other is copied into the population directory as ``codebook.yaml``
 and recorded by its hash (``raysim.codebook_sha256``), so the population carries its codebook

@@ -112,15 +112,17 @@ class TuneConfig:
         return load_library(self.run.vector_library())
 
     def base_preset(self) -> PsiiPreset:
-        return load_preset(self.run.preset_name())
+        """The model's preset, with the attribute groups the population's codebook declares."""
+        return load_preset(self.run.preset_name()).for_codebook(load_codebook(self.run.codebook_name()))
 
     def qids(self) -> list[str]:
         return questions_evenly(load_codebook(self.run.codebook_name()), self.run.questions)
 
     def attributes(self) -> tuple[str, ...]:
-        """The library's attributes the population's codebook has (the ones that inject)."""
+        """The preset's attributes that the library has vectors for and the population's codebook
+        has (the ones that inject)."""
         codebook = load_codebook(self.run.codebook_name())
-        return tuple(a for a in self.library().attributes if a in codebook)
+        return tuple(a for a in self.base_preset().attributes if a in self.library().attributes and a in codebook)
 
     def sweep_layers(self) -> tuple[int, ...]:
         return self.sweep.layers or tuple(range(1, self.library().manifest.n_layers + 1))
