@@ -63,3 +63,23 @@ def test_survey_from_import_to_scores_by_region(tmp_path):
     assert any(abs(a - b).max() > 1e-4 for a, b in zip(direct["probs"], pe["probs"]))
     resolved = yaml.safe_load((tmp_path / "direct" / "config.yaml").read_text())
     assert resolved["population_source"]["survey"]["codebook_sha256"] == resolved["codebook_sha256"]
+
+
+@pytest.mark.timeout(600)
+def test_experiment_on_a_survey_source_scores_by_region(tmp_path):
+    """An experiment reads the survey through its source (imported once into the experiment's
+    directory) and writes its tables per region."""
+    data, codebook = write_survey(tmp_path / "in")
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump({
+        "population": {"survey": {"file": str(data), "codebook": str(codebook), "id": "rid",
+                                  "country_code": "NZL", "weight": "wt"}},
+        "sampling": {"n": 40, "seed": 1}, "questions": 0, "methods": ["uniform"], "score_by": "region",
+        "boot": 20, "actors": {"number": 1, "num_cpus": 0.5, "batch_size": 20}}))
+    p = raysim("experiment", str(config), "-o", str(tmp_path / "exp"))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (tmp_path / "exp" / "population" / "codebook.yaml").read_text() == codebook.read_text()
+    scores = pd.read_csv(tmp_path / "exp" / "scores.csv")
+    assert set(scores["region"]) == {"North", "South", "East", "ALL"}
+    tables = (tmp_path / "exp" / "tables.md").read_text()
+    assert "region" in tables and "the survey" in tables
