@@ -48,6 +48,8 @@ def test_survey_from_import_to_scores_by_region(tmp_path):
         check_rows(run_dir, respondents=SAMPLE, questions=2)
         rows = read_results(run_dir / "results")
         assert set(rows["country"]) == {"NZL"} and rows["probs"].map(lambda q: abs(sum(q) - 1) < 1e-6).all()
+        if method == "direct":   # scoring reads the copy of the codebook in the run's population
+            codebook.rename(codebook.with_suffix(".moved"))
         p = raysim("score", str(run_dir), "--by", "region", "--boot", "20")
         assert p.returncode == 0, p.stderr[-3000:]
         scores = pd.read_csv(run_dir / "scores.csv")
@@ -57,6 +59,7 @@ def test_survey_from_import_to_scores_by_region(tmp_path):
         assert set(per_question["qid"]) == {"trust", "satisfaction"}
         overall = scores[(scores["region"] == "ALL") & (scores["category"] == "Overall") & (scores["metric"] == "kl")]
         assert len(overall) == 1 and overall["value"].iloc[0] > 0
+    codebook.with_suffix(".moved").rename(codebook)
     # PE's system prompt carries the codebook's profile, Direct's none: their answers differ
     direct, pe = (read_results(tmp_path / m / "results").sort_values(["respondent_id", "qid"]) for m in runs)
     assert direct["respondent_id"].tolist() == pe["respondent_id"].tolist()

@@ -12,8 +12,7 @@ from ..atomic import write_atomic
 from ..metrics.scores import OVERALL, Scores, check_by, score, to_markdown
 from ..pipeline.results import read_results
 from ..pipeline.rundir import load_run_config, results_dir
-from ..survey.codebook import load_codebook
-from ..survey.population import read_population
+from ..survey.population import codebook_of, read_population
 
 # Columns the scorer needs; raw_text is left on disk (it is the bulk of a generation run).
 _SCORED_COLUMNS = ["method", "config_hash", "respondent_id", "country", "qid",
@@ -38,7 +37,8 @@ def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: st
     config = load_run_config(run_dir)
     if mode is None:
         mode = "sampled" if config.get("answer") == "generate" else "probs"
-    codebook = load_codebook(config["codebook"])
+    # the population's own codebook: a survey's copy is there, whatever became of the file it came from
+    codebook = codebook_of(config["population"])
     population = read_population(config["population"])
     check_by(by, codebook, population.columns)   # a bad by fails before the results are read
     results = read_results(results_dir(run_dir), columns=_SCORED_COLUMNS)
