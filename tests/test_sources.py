@@ -74,6 +74,14 @@ def test_survey_source_imports_into_the_run_directory(tmp_path):
     ).resolved(tmp_path / "run")["codebook_sha256"] != resolved["codebook_sha256"]
 
 
+def test_a_mixed_language_method_on_a_one_language_profile_is_refused_before_running(tmp_path):
+    data, codebook = write_survey(tmp_path / "in")
+    cfg = parse_config({**BASE, "method": "psii", "population": {"survey": {
+        "file": str(data), "codebook": str(codebook), "id": "rid", "country_code": "NZL"}}})
+    with pytest.raises(ConfigError, match="method .psii.: codebook .* has a profile in one language"):
+        cfg.resolved(tmp_path / "run")
+
+
 def test_a_source_of_ones_own_is_one_module_found_by_entry_point(tmp_path, monkeypatch):
     """A plugin distribution on the path registers a source under raysim.population_sources:
     run configs and --population text then resolve it like the built-in ones."""

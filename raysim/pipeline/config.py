@@ -34,8 +34,10 @@ from ..engine.backends import EngineSpec
 from ..engine.loading import ModelSpec
 from ..engine.loading import EMBEDDED_PRESET, preset_for
 from ..mappings import from_mapping
-from ..methods.spec import ANSWER_MODES, MethodError, MethodSpec, get_method
+from ..methods.spec import ANSWER_MODES, MIXED, MethodError, MethodSpec, get_method
+from ..methods.templates import LANGUAGES
 from ..survey.codebook import load_codebook
+from ..survey.profile import templates_for
 from ..survey.sampling import questions_evenly
 from ..survey.sources import PopulationSource, SourceError, parse_source
 
@@ -128,6 +130,7 @@ class RunConfig:
     def resolved(self, run_dir: str | Path) -> dict[str, Any]:
         """The run's identity: what RUN_DIR/config.yaml holds and its hash covers."""
         cb = load_codebook(self.codebook_name(run_dir))
+        self._check_profile_languages(cb)
         return {
             "population": str(self.population_path(run_dir)),
             "population_source": self.population.to_mapping(),
@@ -151,6 +154,17 @@ class RunConfig:
             "questions": questions_evenly(cb, self.questions),
         }
 
+
+    def _check_profile_languages(self, codebook) -> None:
+        """A method writing profiles in other languages needs templates in them (a codebook's
+        own profile is in one language): refused here, before any actor starts."""
+        if not self.spec.profile or self.spec.language == "en":
+            return
+        for language in LANGUAGES if self.spec.language == MIXED else (self.spec.language,):
+            try:
+                templates_for(codebook, language)
+            except ValueError as e:
+                raise ConfigError(f"method {self.spec.name!r}: {e}") from None
 
     def _injection(self) -> dict[str, Any] | None:
         """Which vectors and preset an injecting method uses (their content, so a rebuilt library
