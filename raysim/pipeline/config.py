@@ -36,7 +36,7 @@ from ..engine.loading import EMBEDDED_PRESET, preset_for
 from ..mappings import from_mapping
 from ..methods.spec import ANSWER_MODES, MIXED, MethodError, MethodSpec, get_method
 from ..methods.templates import LANGUAGES
-from ..survey.codebook import load_codebook
+from ..survey.codebook import Codebook, load_codebook
 from ..survey.profile import templates_for
 from ..survey.sampling import questions_evenly
 from ..survey.sources import PopulationSource, SourceError, parse_source
@@ -154,8 +154,7 @@ class RunConfig:
             "questions": questions_evenly(cb, self.questions),
         }
 
-
-    def _check_profile_languages(self, codebook) -> None:
+    def _check_profile_languages(self, codebook: Codebook) -> None:
         """A method writing profiles in other languages needs templates in them (a codebook's
         own profile is in one language): refused here, before any actor starts."""
         if not self.spec.profile or self.spec.language == "en":
