@@ -8,9 +8,10 @@ Which sentences a codebook's respondents get is the codebook's ``profile:`` (``t
   population's country): ``"You are a {label}."`` (the option label of the answer),
   ``"You are {value} years old."`` (the answer itself), or one of the template files' forms
   (``codes:``, ``number:``, ``label:``). It is written in one language and serves that one;
-- none: one sentence per demographic item, ``"<short or text>: <label>."``. A code the codebook or the templates do not know
-raises ``ValueError`` naming the item and code; a missing value (null or a WVS missing
-code) only drops its sentence.
+- none: one sentence per demographic item, ``"<short or text>: <label>."``.
+
+A code the codebook or the templates do not know raises ``ValueError`` naming the item and
+code; a missing value (null or a WVS missing code) only drops its sentence.
 
 Languages with grammatical gender in the second person (Arabic, Spanish, Russian) may give a
 phrase as ``{m: ..., f: ...}``; the row's sex (Q260) picks the form, and the masculine, the
@@ -185,14 +186,14 @@ SHIPPED = "wvs"
 _COUNTRY_FALLBACK = "the country where you live"
 
 
-def _inline_form(qid: str, raw: Any) -> dict:
+def _inline_form(raw: Any) -> dict:
     """A sentence of a codebook's profile in the template files' form."""
     if not isinstance(raw, str):
         return raw
     return {"number": {OTHER: raw}} if "{value}" in raw else {"label": raw}
 
 
-def _default_sentence(item) -> dict | None:
+def _default_sentence(item) -> dict:
     name = (item.short or item.text).replace("{", "{{").replace("}", "}}").rstrip(".:?")
     if item.kind == "numeric":
         return {"number": {OTHER: f"{name}: {{value}}."}}
@@ -211,7 +212,7 @@ def _codebook_templates(codebook: Codebook) -> ProfileTemplates:
     if unknown:
         raise CodebookError(f"{where}: {unknown} are not items of the codebook")
     try:
-        items = {k: _item_template(k, _inline_form(k, v), f"{where} item {k}") for k, v in raw.items() if k != COUNTRY}
+        items = {k: _item_template(k, _inline_form(v), f"{where} item {k}") for k, v in raw.items() if k != COUNTRY}
         country = _check_phrase(raw[COUNTRY], {"country"}, f"{where} country") if COUNTRY in raw else None
     except ProfileTemplateError as e:
         raise CodebookError(str(e)) from None
