@@ -21,7 +21,6 @@ import importlib.util
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -30,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+
+from ..atomic import publish_dir, staging_dir
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -133,17 +134,11 @@ def embedded_default_dir(cache_dir: Path | None = None) -> Path:
     if target.is_dir():
         return target
     gguf = embedded_gguf_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}.", dir=target.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the cache may be shared between users
+    staging = staging_dir(target)
+    staging.chmod(0o755)  # the cache may be shared between users
     try:
         _convert_gguf(gguf, staging)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            # rename onto an existing non-empty directory fails: another process finished first.
-            if not target.is_dir():
-                raise
+        publish_dir(staging, target, replace=False)   # another process may have finished first
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

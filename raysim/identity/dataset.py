@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import yaml
 
+from raysim.atomic import write_text_atomic
 from raysim.survey.codebook import Codebook, load_codebook
 
 ATTRIBUTES = ("Q260", "Q263", "Q271", "Q273", "Q275", "Q279", "Q281", "Q284", "Q285",
@@ -267,13 +266,7 @@ def save_dataset(ds: DemographicDataset, path: str | Path, header: str = "",
     path = Path(path)
     text = to_yaml(ds, header, codebook)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_text_atomic(path, text)
 
 
 # --------------------------------------------------------------------------- identity

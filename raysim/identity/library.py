@@ -11,9 +11,7 @@ into place, so a reader never sees half of one and a failed build leaves the old
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -22,6 +20,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 from safetensors.numpy import load_file, save_file
+
+from ..atomic import publish_dir, staging_dir
 
 FORMAT_VERSION = 1
 VECTORS = "vectors.safetensors"
@@ -160,8 +160,7 @@ class VectorLibrary:
     def save(self, path: str | Path) -> Path:
         """Write the library directory atomically (a staging directory renamed into place)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        staging = staging_dir(path)
         try:
             tensors = {_key(a, v): np.ascontiguousarray(t) for (a, v), t in self._demographic.items()}
             tensors |= {f"{LANGUAGE}/{k}": np.ascontiguousarray(t) for k, t in self._languages.items()}
@@ -169,13 +168,7 @@ class VectorLibrary:
             (staging / MANIFEST).write_text(json.dumps(asdict(self.manifest), indent=2, sort_keys=True) + "\n")
             for f in (staging / VECTORS, staging / MANIFEST, staging):
                 f.chmod(0o755 if f.is_dir() else 0o644)   # readable by every user of a shared install
-            old = None
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                os.rename(path, old)
-            os.rename(staging, path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            publish_dir(staging, path)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return path

@@ -5,8 +5,6 @@ Pure pyarrow: the Ray pipeline, local jobs and the scorer all read and write it.
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+
+from ..atomic import write_atomic
 
 RESULT_SCHEMA = pa.schema([
     pa.field("run_id", pa.string(), nullable=False),
@@ -70,11 +70,8 @@ def write_results_shard(df: pd.DataFrame, results_dir: str | Path, name: str) ->
     """Write one shard atomically: readers never see a partial ``name.parquet``."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    final = results_dir / f"{name}.parquet"
-    tmp = results_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-    pq.write_table(results_table(df), tmp)
-    os.replace(tmp, final)
-    return final
+    table = results_table(df)
+    return write_atomic(results_dir / f"{name}.parquet", lambda tmp: pq.write_table(table, tmp))
 
 
 def read_results(results_dir: str | Path, columns: list[str] | None = None) -> pd.DataFrame:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..atomic import write_text_atomic
 
 CONFIG_FILE = "config.yaml"
 RESULTS_DIR = "results"
@@ -43,9 +43,7 @@ def init_run_dir(run_dir: str | Path, config: dict[str, Any]) -> str:
                               f"({config_hash(existing)} != {h}); choose another directory")
         return h
     (run_dir / RESULTS_DIR).mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{CONFIG_FILE}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(yaml.safe_dump(config, sort_keys=True))
-    os.replace(tmp, cfg_path)
+    write_text_atomic(cfg_path, yaml.safe_dump(config, sort_keys=True))
     return h
 
 

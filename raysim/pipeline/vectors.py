@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,6 +24,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from safetensors.numpy import load_file, save_file
+
+from ..atomic import write_atomic
 
 from ..engine.loading import ModelSpec
 from ..identity.build import BuildParams, Unit, UnitResult, assemble, run_units, units
@@ -58,13 +58,10 @@ class BuildWork:
 
 
 def save_part(result: UnitResult, info: ModelInfo, parts_dir: Path) -> Path:
-    path = parts_dir / f"{result.unit}{SUFFIX}"
-    tmp = parts_dir / f".{result.unit}.tmp-{uuid.uuid4().hex[:8]}"
     meta = {"unit": result.unit, "attribute": result.attribute, "value": str(result.value),
             "count": str(result.count), "texts": json.dumps(result.texts), "model": json.dumps(asdict(info))}
-    save_file({"sum": np.ascontiguousarray(result.sum)}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    tensors = {"sum": np.ascontiguousarray(result.sum)}
+    return write_atomic(parts_dir / f"{result.unit}{SUFFIX}", lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def load_part(path: Path) -> tuple[UnitResult, ModelInfo]:

@@ -9,8 +9,6 @@ population to tools that expect the official files.
 
 from __future__ import annotations
 
-import os
-import uuid
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -18,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyreadstat
+
+from ..atomic import write_atomic
 
 from .codebook import MISSING_CODES, Codebook, CodebookError, Item, load_codebook
 from .countries import load_countries
@@ -147,8 +147,7 @@ def write_official(frame: pd.DataFrame, path: str | Path, *, codebook: Codebook 
                          "use .csv, .sav or .dta")
     codebook = codebook or load_codebook("wvs7")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{suffix}"
-    try:
+    def write(tmp: Path) -> None:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False)
         else:
@@ -161,7 +160,5 @@ def write_official(frame: pd.DataFrame, path: str | Path, *, codebook: Codebook 
             else:
                 pyreadstat.write_dta(frame, tmp, column_labels=column_labels,
                                      variable_value_labels=variable_value_labels)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return write_atomic(path, write, suffix=suffix)   # pyreadstat writes by the path's suffix

@@ -13,9 +13,7 @@ wherever it is read from.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -25,7 +23,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from ..atomic import write_atomic
+from ..atomic import publish_dir, staging_dir, write_atomic
 from .codebook import CODEBOOKS, Codebook, codebook_hash, load_codebook
 from .respondent_ids import SOURCE_ID
 
@@ -94,8 +92,7 @@ class ShardWriter:
         self.out = Path(self.out)
         if self.out.exists() and not self.overwrite:
             raise PopulationError(f"{self.out} exists; pass overwrite to replace it")
-        self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
-        self.tmp.mkdir(parents=True)
+        self.tmp = staging_dir(self.out)
         if self.codebook.name not in CODEBOOKS:
             _copy_codebook(self.codebook, self.tmp)
         self.n_shards = 0
@@ -108,13 +105,7 @@ class ShardWriter:
         self.n_rows += table.num_rows
 
     def commit(self) -> Path:
-        if self.out.exists():
-            old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(self.out, old)
-            os.replace(self.tmp, self.out)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        else:
-            os.replace(self.tmp, self.out)
+        publish_dir(self.tmp, self.out)
         return self.out
 
     def abort(self) -> None:
@@ -144,11 +135,8 @@ def write_population(frames: pd.DataFrame | Iterable[pd.DataFrame], out: str | P
         if out.exists() and not overwrite:
             raise PopulationError(f"{out} exists; pass overwrite to replace it")
         table = pa.concat_tables([to_table(f, codebook) for f in frames])
-        tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
         out.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, tmp)
-        os.replace(tmp, out)
-        return out
+        return write_atomic(out, lambda tmp: pq.write_table(table, tmp))
     out.parent.mkdir(parents=True, exist_ok=True)
     with ShardWriter(out, codebook, overwrite=overwrite) as w:
         for f in frames:
