@@ -227,7 +227,10 @@ FORWARDED = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="raysim", description=__doc__.split(".")[0] if __doc__ else None)
+    p.add_argument("--version", action="version", version=f"raysim {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     cb = sub.add_parser("codebook", help="the survey codebook").add_subparsers(dest="sub", required=True)

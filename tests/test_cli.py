@@ -128,3 +128,11 @@ def test_experiment_input_errors_are_one_line(tmp_path, capsys):
                        "synthetic:many", "-o", str(tmp_path / "x"))
     assert code == 2 and "expected synthetic:N" in err
     assert not (tmp_path / "x").exists()   # refused before anything was written
+
+
+def test_version_is_the_installed_packages(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"raysim {version('raysim')}"
