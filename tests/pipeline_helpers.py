@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
-from raysim.pipeline.results import RESULT_SCHEMA, read_results
+from raysim.runs.results import RESULT_SCHEMA, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

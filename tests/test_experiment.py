@@ -16,7 +16,7 @@ from raysim.methods.spec import available_methods
 from raysim.methods.uniform import uniform_results
 from raysim.pipeline.config import ConfigError, parse_config
 from raysim.pipeline.experiment import apply_overrides, load_experiment, parse_experiment, run_experiment
-from raysim.pipeline.results import read_results
+from raysim.runs.results import read_results
 from raysim.pipeline.simulate import run_many
 from raysim.report.tables import experiment_tables
 from raysim.survey.cardata import load_cardata, write_cardata

@@ -9,7 +9,7 @@ from raysim.engine.loading import ModelSpec
 from raysim.identity.build import BuildParams
 from raysim.identity.dataset import AttributeSet, DemographicDataset
 from raysim.identity.library import VectorLibrary
-from raysim.pipeline.rundir import RunDirError
+from raysim.runs.rundir import RunDirError
 from raysim.pipeline.vectors import build_library, language_step, work_dir
 
 pytestmark = pytest.mark.timeout(300)

@@ -15,8 +15,8 @@ from raysim.survey import cardata, profile
 from raysim.survey.cardata import load_cardata
 from raysim.survey.codebook import Item, load_codebook
 from raysim.survey.countries import CountryError, load_countries
-from raysim.survey.profile import (ProfileTemplateError, load_templates, localized_country_name,
-                                   parse_templates, render_profile)
+from raysim.survey.profile import localized_country_name, render_profile
+from raysim.survey.profile_templates import ProfileTemplateError, load_templates, parse_templates
 from raysim.survey.synthetic import synth_frames
 
 OTHERS = ("zh", "ar", "es", "ru")

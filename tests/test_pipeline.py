@@ -15,7 +15,7 @@ from raysim.pipeline.actor import shard_name
 from raysim.methods.spec import available_methods
 from raysim.pipeline.config import ConfigError, load_config, parse_config
 from raysim.pipeline.experiment import load_experiment
-from raysim.pipeline.rundir import RunDirError, init_run_dir
+from raysim.runs.rundir import RunDirError, init_run_dir
 from raysim.pipeline.simulate import run
 
 BASE = {"population": {"synthetic": {"n": 10}}, "method": "uniform"}

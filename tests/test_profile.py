@@ -10,8 +10,8 @@ import pytest
 from raysim.survey.cardata import load_cardata
 from raysim.survey.codebook import Codebook, Item, load_codebook, parse_codebook
 from raysim.survey.countries import country_name
-from raysim.survey.profile import (ProfileTemplateError, load_templates, parse_templates,
-                                   render_profile)
+from raysim.survey.profile import render_profile
+from raysim.survey.profile_templates import ProfileTemplateError, load_templates, parse_templates
 
 # The WVS-7 demographic items and codes the full codebook uses (master questionnaire).
 WVS_DEMOGRAPHICS: dict[str, dict] = {

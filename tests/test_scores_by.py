@@ -11,7 +11,7 @@ from raysim.metrics.scores import METRICS, POOLED, ScoreError, score, to_markdow
 from raysim.methods.uniform import uniform_results
 from raysim.pipeline.config import ConfigError
 from raysim.pipeline.experiment import parse_experiment
-from raysim.pipeline.results import write_results_shard
+from raysim.runs.results import write_results_shard
 from raysim.report.tables import experiment_tables
 from raysim.survey.cardata import load_cardata
 from raysim.survey.codebook import load_codebook, parse_codebook

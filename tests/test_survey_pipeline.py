@@ -12,7 +12,7 @@ import yaml
 
 from pipeline_helpers import ROOT, check_rows, env
 from survey_helpers import write_survey
-from raysim.pipeline.results import read_results
+from raysim.runs.results import read_results
 
 SAMPLE = 9
 

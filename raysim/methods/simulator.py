@@ -28,7 +28,7 @@ from ..engine.noise import derive_seed
 from ..engine.plan import InjectionPlan, scoped
 from ..identity.injection import PsiiPreset, check_setup, psii_plan, respondent_seed
 from ..identity.library import VectorLibrary
-from ..pipeline.results import result_rows
+from ..runs.results import result_rows
 from ..survey.batteries import battery_items
 from ..survey.codebook import Codebook, Item
 from ..survey.population import BASE_COLUMNS, ID, records

@@ -38,7 +38,7 @@ from ..engine.base import Option, Request, Sampling
 from ..engine.noise import derive_seed
 from ..survey.batteries import BatteryItem, battery_items
 from ..survey.codebook import Codebook, Item
-from ..survey.profile import load_templates
+from ..survey.profile_templates import load_templates
 from .templates import LANGUAGES
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..engine.noise import derive_seed
-from ..pipeline.results import result_rows
+from ..runs.results import result_rows
 from ..survey.codebook import Codebook
 
 METHOD = "uniform (trivial baseline)"

@@ -26,7 +26,7 @@ from ..methods.simulator import Setup, Simulator
 from ..methods.spec import MethodSpec
 from ..survey.codebook import load_codebook
 from ..survey.population import COUNTRY, ID
-from .results import write_results_shard
+from ..runs.results import write_results_shard
 
 SHARD = "shard"
 

@@ -41,8 +41,8 @@ from ..survey.sources import SourceError, source_from_text
 from ..survey.sources.path_source import PathSource
 from .config import ConfigError, RunConfig, parse_config
 from .progress import log
-from .results import read_results
-from .rundir import results_dir
+from ..runs.results import read_results
+from ..runs.rundir import results_dir
 from .simulate import ray_session, run_many
 
 RUNS_DIR = "runs"

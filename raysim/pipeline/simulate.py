@@ -30,8 +30,8 @@ from ..survey.sampling import sample_n, sample_per_country
 from .actor import ModelActor, Task, Work
 from .config import Actors, ConfigError, RunConfig
 from .progress import CountryProgress, log
-from .results import ResultsError, read_results
-from .rundir import init_run_dir, results_dir
+from ..runs.results import ResultsError, read_results
+from ..runs.rundir import init_run_dir, results_dir
 
 
 class IncompleteRunError(RuntimeError):

@@ -32,7 +32,7 @@ from ..identity.build import BuildParams, Unit, UnitResult, assemble, run_units,
 from ..identity.dataset import DemographicDataset, dataset_hash
 from ..identity.library import VectorLibrary
 from .progress import log
-from .rundir import init_run_dir, results_dir
+from ..runs.rundir import init_run_dir, results_dir
 
 SUFFIX = ".safetensors"
 

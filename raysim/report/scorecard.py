@@ -10,8 +10,8 @@ import pandas as pd
 
 from ..atomic import write_atomic
 from ..metrics.scores import OVERALL, Scores, check_by, score, to_markdown
-from ..pipeline.results import read_results
-from ..pipeline.rundir import load_run_config, results_dir
+from ..runs.results import read_results
+from ..runs.rundir import load_run_config, results_dir
 from ..survey.population import codebook_of, read_population
 
 # Columns the scorer needs; raw_text is left on disk (it is the bulk of a generation run).

@@ -25,6 +25,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from .profile_templates import OTHER, SHIPPED, ProfileTemplateError, ProfileTemplates, codebook_templates
+
 KINDS = ("ordinal", "nominal", "numeric", "coded")
 """ordinal: options on a scale; nominal: unordered options; numeric: a count or year in
 ``range``; coded: country-specific codes (party, language, ethnicity, country of birth)."""
@@ -155,7 +157,9 @@ class Codebook:
     countries: dict[str, str] = field(default_factory=dict)
     """Country names the codebook gives (ISO alpha-3 -> name)."""
     profile: Any = None
-    """The ``profile:`` document (raysim.survey.profile.templates_for reads it)."""
+    """The ``profile:`` document: ``wvs`` (the shipped templates), a mapping, or None."""
+    templates: ProfileTemplates | None = None
+    """The codebook's own profile templates (None for ``profile: wvs``; raysim.survey.profile)."""
     sha256: str = ""
     """Hash of the file's bytes: a population records its codebook by content."""
     attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -355,13 +359,27 @@ def parse_codebook(data: dict[str, Any], name: str, sha256: str = "") -> Codeboo
     ordered = dict(sorted(items.items(), key=lambda kv: id_sort_key(kv[0])))
     attributes = _attributes(_mapping(data, "attributes", name), ordered, name)
     categories = tuple(topics) or tuple(dict.fromkeys(it.category for it in ordered.values() if it.is_opinion))
-    codebook = Codebook(name=name, title=str(data.get("title", name)), items=ordered, categories=categories,
-                        countries=dict(countries), profile=data.get("profile"), sha256=sha256,
-                        attributes=attributes)
-    from .profile import templates_for   # the profile module renders codebooks: checked here, on load
+    profile = data.get("profile")
+    return Codebook(name=name, title=str(data.get("title", name)), items=ordered, categories=categories,
+                    countries=dict(countries), profile=profile, sha256=sha256, attributes=attributes,
+                    templates=None if profile == SHIPPED else _profile_templates(profile, ordered, name))
 
-    templates_for(codebook)
-    return codebook
+
+def _profile_templates(raw: Any, items: dict[str, Item], name: str) -> ProfileTemplates:
+    """The codebook's own profile, or without one a sentence per demographic item."""
+    if raw is None:
+        raw = {q: _default_sentence(it) for q, it in items.items() if not it.is_opinion}
+    try:
+        return codebook_templates(raw, items, name)
+    except ProfileTemplateError as e:
+        raise CodebookError(str(e)) from None
+
+
+def _default_sentence(item: Item) -> dict:
+    name = (item.short or item.text).replace("{", "{{").replace("}", "}}").rstrip(".:?")
+    if item.kind == "numeric":
+        return {"number": {OTHER: f"{name}: {{value}}."}}
+    return {"label": f"{name}: {{label}}."}
 
 
 def _data_file(filename: str) -> Path:

@@ -25,10 +25,9 @@ import pyarrow.parquet as pq
 
 from ..atomic import publish_dir, staging_dir, write_atomic
 from .codebook import CODEBOOKS, Codebook, codebook_hash, load_codebook
+from .columns import BASE_COLUMNS, COUNTRY, ID, WEIGHT  # noqa: F401  (the population's columns, named here too)
 from .respondent_ids import SOURCE_ID
 
-ID, COUNTRY, WEIGHT = "respondent_id", "country", "weight"
-BASE_COLUMNS = (ID, COUNTRY, WEIGHT)
 META_CODEBOOK, META_CODEBOOK_SHA = b"raysim.codebook", b"raysim.codebook_sha256"
 CODEBOOK_FILE = "codebook.yaml"
 

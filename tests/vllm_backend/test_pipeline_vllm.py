@@ -12,7 +12,7 @@ import pytest
 import ray
 import yaml
 
-from raysim.pipeline.results import read_results
+from raysim.runs.results import read_results
 from raysim.tune.data import prepare
 from raysim.tune.search import TRIALS, run_search
 from raysim.tune.config import parse_tune

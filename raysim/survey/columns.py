@@ -1,0 +1,5 @@
+"""The base columns of every population (``raysim.survey.population``): the lowest survey module,
+so the ones that describe columns need not import the population's writers."""
+
+ID, COUNTRY, WEIGHT = "respondent_id", "country", "weight"
+BASE_COLUMNS = (ID, COUNTRY, WEIGHT)
