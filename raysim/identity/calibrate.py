@@ -103,12 +103,11 @@ def load_preset(name_or_path: str) -> PsiiPreset:
 
 def load_setup(model: ModelSpec, library: str | None, preset: str) -> tuple[LM, VectorLibrary, PsiiPreset]:
     """Engine, library (None or "embedded": the packaged one) and preset, checked together."""
-    from ..engine.hf import HFEngine
-    from ..engine.loading import load_model
+    from ..engine.backends import make_engine
 
     lib = load_library(library)   # the cheap parts first: a bad path fails before the model loads
     psii = load_preset(preset)
-    engine = HFEngine(load_model(model))
+    engine = make_engine(model)
     check_setup(engine, lib, psii)
     return engine, lib, psii
 

@@ -500,13 +500,12 @@ def run_args(a: argparse.Namespace) -> int:
 
     import torch
 
-    from ..engine.hf import HFEngine
-    from ..engine.loading import load_model
+    from ..engine.backends import make_engine
     from ..identity.calibrate import model_spec
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    engine = HFEngine(load_model(model_spec(a)))
+    engine = make_engine(model_spec(a))
     print(f"{len(qids)} questions, {len(strings)} distinct strings; model {engine.name}; cache {a.out}")
     for language in languages:
         started = time.monotonic()
