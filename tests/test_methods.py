@@ -9,7 +9,7 @@ import yaml
 
 from raysim.engine.hf import HFEngine
 from raysim.engine.loading import ModelSpec, load_model, model_preset, preset_names
-from raysim.identity.calibrate import load_preset
+from raysim.identity.injection import load_preset
 from raysim.identity.dataset import ATTRIBUTES
 from raysim.identity.library import LibraryError, load_library
 from raysim.methods.simulator import SIMVBG_FRAMINGS, Setup, Simulator, _majority, columns, prompt_language

@@ -8,7 +8,7 @@ import pytest
 import ray
 import yaml
 
-from raysim.identity.calibrate import load_preset
+from raysim.identity.injection import load_preset
 from raysim.pipeline.config import parse_config
 from raysim.pipeline.simulate import run
 from raysim.tune.config import parse_tune

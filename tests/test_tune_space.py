@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from raysim.engine.plan import PlanError
-from raysim.identity.calibrate import load_preset
+from raysim.identity.injection import load_preset
 from raysim.identity.injection import PsiiPreset, psii_plan
 from raysim.identity.library import load_library
 from raysim.methods.simulator import prompt_language

@@ -16,12 +16,10 @@ import argparse
 import math
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ..engine.base import LM
 from ..engine.loading import ModelSpec
@@ -32,7 +30,7 @@ from ..survey.codebook import Codebook
 from ..survey.population import BASE_COLUMNS, ID, codebook_of, read_population, records
 from ..survey.profile import profile_columns, render_profile
 from ..survey.sources import source_from_text
-from .injection import PsiiPreset, check_setup, psii_plan, respondent_seed
+from .injection import PsiiPreset, check_setup, load_preset, psii_plan, respondent_seed
 from .library import VectorLibrary, load_library
 
 SIGMA_CAP = 0.4
@@ -86,19 +84,6 @@ def load_agents(population: str, n: int, seed: int = 0) -> tuple[pd.DataFrame, C
 
 
 # --------------------------------------------------------------------------- setup
-
-
-def load_preset(name_or_path: str) -> PsiiPreset:
-    """A model preset by name (``configs/models/<name>.yaml``) or a YAML file with a ``psii`` block."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise FileNotFoundError(f"preset file {name_or_path!r} does not exist")
-        data = yaml.safe_load(path.read_text())
-        if not isinstance(data, dict) or not data.get("psii"):
-            raise PlanError(f"{path}: no psii block")
-        return PsiiPreset.from_dict(data["psii"])
-    return PsiiPreset.for_model(name_or_path)
 
 
 def load_setup(model: ModelSpec, library: str | None, preset: str) -> tuple[LM, VectorLibrary, PsiiPreset]:

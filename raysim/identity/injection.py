@@ -8,10 +8,12 @@ respondent's prompt language contributes its language vector at the final decode
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from ..engine.base import LM
 from ..engine.noise import derive_seed
@@ -132,6 +134,19 @@ class PsiiPreset:
             raise PlanError(f"codebook {codebook.name!r} puts attributes in layer group(s) {unknown}, which the "
                             f"model preset has no layer for (groups: {sorted(self.layers)})")
         return self.with_(attribute_groups=dict(codebook.attributes))
+
+
+def load_preset(name_or_path: str) -> PsiiPreset:
+    """A model preset by name (``configs/models/<name>.yaml``) or a YAML file with a ``psii`` block."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise FileNotFoundError(f"preset file {name_or_path!r} does not exist")
+        data = yaml.safe_load(path.read_text())
+        if not isinstance(data, dict) or not data.get("psii"):
+            raise PlanError(f"{path}: no psii block")
+        return PsiiPreset.from_dict(data["psii"])
+    return PsiiPreset.for_model(name_or_path)
 
 
 def check_setup(engine: LM, library: VectorLibrary, preset: PsiiPreset) -> None:

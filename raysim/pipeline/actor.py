@@ -99,7 +99,7 @@ class ModelActor:
     def _setup(self, task: Task, codebook) -> Setup:
         library = preset = translations = None
         if task.method.injection is not None:
-            from ..identity.calibrate import load_preset
+            from ..identity.injection import load_preset
             from ..identity.library import load_library
 
             library, preset = self._once(load_library, task.vectors), load_preset(task.preset)

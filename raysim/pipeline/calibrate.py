@@ -20,7 +20,8 @@ import pandas as pd
 from ..engine.loading import ModelSpec
 from ..engine.plan import NOISE_SCOPES
 from ..identity.calibrate import (PROBE_SIGMA, SIGMA_CAP, CalibrationResult, add_setup_arguments,
-                                  calibration_rows, combine, load_agents, load_preset, load_setup, model_spec)
+                                  calibration_rows, combine, load_agents, load_setup, model_spec)
+from ..identity.injection import load_preset
 from ..identity.library import embedded_library_path, load_library
 from ..atomic import write_atomic
 from ..survey.codebook import Codebook

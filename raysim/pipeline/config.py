@@ -170,7 +170,7 @@ class RunConfig:
         or an edited preset is a different run)."""
         if self.spec.injection is None:
             return None
-        from ..identity.calibrate import load_preset
+        from ..identity.injection import load_preset
         from ..identity.library import load_library
 
         library = load_library(self.vector_library())

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from ..identity.calibrate import load_preset
+from ..identity.injection import load_preset
 from ..identity.injection import PsiiPreset
 from ..identity.library import LibraryError, VectorLibrary, load_library
 from ..mappings import from_mapping
