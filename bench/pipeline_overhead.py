@@ -30,7 +30,7 @@ import torch
 from raysim.methods.simulator import columns
 from raysim.pipeline.actor import ModelActor, Task, Work
 from raysim.pipeline.config import parse_config
-from raysim.pipeline.rundir import results_dir
+from raysim.runs.rundir import results_dir
 from raysim.pipeline.simulate import run, sample
 from raysim.survey.codebook import load_codebook
 from raysim.survey.population import ID, read_population
