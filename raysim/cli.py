@@ -143,11 +143,15 @@ def _experiment(a: argparse.Namespace) -> int:
 
 
 def _methods(a: argparse.Namespace) -> int:
+    from .methods.kinds import KINDS
     from .methods.spec import available_methods, get_method
 
     for name in available_methods():
         spec = get_method(name)
         print(f"{name:<22} {spec.kind:<8} {spec.description}")
+    print("\nkinds:")
+    for name, kind in sorted(KINDS.all().items()):
+        print(f"  {name:<20} {kind.__module__}")
     return 0
 
 
@@ -212,16 +216,16 @@ def _identity_dataset(a: argparse.Namespace) -> int:
     return 0
 
 
-# Subcommands whose parsers live with their code (which imports torch): the rest of the command
-# line is handed to that module's main, so `raysim --help` stays instant.
+# Subcommands whose parsers live in raysim.commands (modules that import torch): the rest of the
+# command line is handed to (module, function), so `raysim --help` stays instant.
 FORWARDED = {
-    ("identity", "calibrate"): ("raysim.pipeline.calibrate",
+    ("identity", "calibrate"): ("raysim.commands.identity", "calibrate",
                                 "noise calibration on Ray: sensitivity and sigma = max(0, 0.4 - sensitivity)"),
-    ("identity", "collapse"): ("raysim.identity.collapse",
+    ("identity", "collapse"): ("raysim.commands.identity", "collapse",
                                "diversity-collapse analysis: k-NN radius per layer, kernel-PCA plots"),
-    ("tune",): ("raysim.tune.job", "Ray Tune search of PSII's sigma, layers, scales and language mix over shared "
-                                   "model actors, or the layer sweep (--layer-sweep)"),
-    ("translate",): ("raysim.methods.translation",
+    ("tune",): ("raysim.commands.tune", "main", "Ray Tune search of PSII's sigma, layers, scales and language mix "
+                                                "over shared model actors, or the layer sweep (--layer-sweep)"),
+    ("translate",): ("raysim.commands.translate", "main",
                      "have a model translate codebook items into zh/ar/es/ru, reviewed by a round trip (cached)"),
 }
 
@@ -308,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--answer", choices=["logprob", "generate"], default=None, help="override: answer mode")
     s.set_defaults(fn=_experiment)
 
-    s = sub.add_parser("methods", help="list the registered methods (configs/methods)")
+    s = sub.add_parser("methods", help="list the registered methods (configs/methods) and method kinds")
     s.set_defaults(fn=_methods)
 
     s = sub.add_parser("score", help="score a run directory against the human answers")
@@ -359,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--dtype", default="float32")
     s.set_defaults(fn=_identity_dataset)
-    for key, (_, text) in FORWARDED.items():
+    for key, (_, _, text) in FORWARDED.items():
         parent = ident if key[0] == "identity" else sub
         parent.add_parser(key[-1], help=text + f" (see: raysim {' '.join(key)} --help)", add_help=False)
     return p
@@ -370,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     key = next((k for k in FORWARDED if tuple(argv[:len(k)]) == k), None)
     try:
         if key:
-            return importlib.import_module(FORWARDED[key][0]).main(argv[len(key):])
+            module, function, _ = FORWARDED[key]
+            return getattr(importlib.import_module(module), function)(argv[len(key):])
         args = build_parser().parse_args(argv)
         args.argv = argv
         return args.fn(args)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .engine.loading import EMBEDDED_NAME
-from .methods.uniform import METHOD as UNIFORM
+from .methods.kinds.uniform import LABEL as UNIFORM
 from .pipeline.config import Actors, RunConfig, Sampling
 from .pipeline.simulate import ray_session, run
 from .report.scorecard import score_run

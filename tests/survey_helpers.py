@@ -80,3 +80,11 @@ def write_survey(directory: Path) -> tuple[Path, Path]:
     data.write_bytes((SHIPPED / "regional.csv").read_bytes())
     codebook.write_bytes((SHIPPED / "regional.yaml").read_bytes())
     return data, codebook
+
+
+def uniform_results(people: pd.DataFrame, codebook, qids, *, run_id: str, config_hash: str) -> pd.DataFrame:
+    """Result rows of the uniform method (no model) for ``people``: a stand-in run's rows."""
+    from raysim.methods.simulator import Setup, Simulator
+    from raysim.methods.spec import get_method
+
+    return Simulator(get_method("uniform"), None, Setup(codebook, tuple(qids)))(people, run_id, config_hash)

@@ -13,7 +13,7 @@ import yaml
 from pipeline_helpers import ROOT
 from raysim.metrics.scores import OVERALL, POOLED, TABLE_COLUMNS, score
 from raysim.methods.spec import available_methods
-from raysim.methods.uniform import uniform_results
+from survey_helpers import uniform_results
 from raysim.pipeline.config import ConfigError, parse_config
 from raysim.pipeline.experiment import apply_overrides, load_experiment, parse_experiment, run_experiment
 from raysim.runs.results import read_results

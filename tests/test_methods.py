@@ -12,7 +12,9 @@ from raysim.engine.loading import ModelSpec, load_model, model_preset, preset_na
 from raysim.identity.injection import load_preset
 from raysim.identity.dataset import ATTRIBUTES
 from raysim.identity.library import LibraryError, load_library
-from raysim.methods.simulator import SIMVBG_FRAMINGS, Setup, Simulator, _majority, columns, prompt_language
+from raysim.methods.kinds.prompting import prompt_language
+from raysim.methods.kinds.simvbg import FRAMINGS as SIMVBG_FRAMINGS, majority as _majority
+from raysim.methods.simulator import Setup, Simulator
 from raysim.methods.spec import MethodError, available_methods, get_method, parse_method
 from raysim.methods.templates import LANGUAGES, load_prompts
 from raysim.methods.translation import LocalizedItem
@@ -44,8 +46,8 @@ def engine():
 
 
 def simulator(name, engine, codebook, answer="logprob", seed=0, qids=QIDS, **kw):
-    kw = {"library": load_library("embedded"), "preset": load_preset("smollm2-135m"), **kw}
-    return Simulator(get_method(name), engine, Setup(codebook, qids, answer=answer, seed=seed, **kw))
+    kw = {"vectors": load_library("embedded"), "preset": load_preset("smollm2-135m"), **kw}
+    return Simulator(get_method(name), engine, Setup(codebook, qids, answer=answer, seed=seed, resources=kw))
 
 
 # --------------------------------------------------------------------------- registry
@@ -63,18 +65,20 @@ def test_every_paper_method_is_registered_and_valid():
     ablations = {n: get_method(n).injection for n in PAPER_METHODS if n.startswith("psii_")}
     assert not ablations["psii_no_value"].language_vector and not ablations["psii_no_noise"].noise
     assert not ablations["psii_no_demographic"].demographic and not ablations["psii_no_layerwise"].layerwise
-    assert get_method("psii_no_profile").system == "direct" and not get_method("psii_no_profile").profile
+    assert get_method("psii_no_profile").system == "direct" and not get_method("psii_no_profile").kind_class.profile_languages(get_method("psii_no_profile").params)
 
 
 @pytest.mark.parametrize("doc, message", [
     ({"description": "x"}, "no 'name'"),
-    ({"name": "x", "kind": "chain"}, "kind 'chain' is not one of"),
+    ({"name": "x", "kind": "chain"}, r"m.yaml: unknown method kind 'chain'; known: \['prompt', 'simvbg', 'uniform'"),
     ({"name": "x", "system": "persona"}, "system 'persona' is not one of"),
     ({"name": "x", "language": "fr"}, "language 'fr' is not one of"),
     ({"name": "x", "temperature": 2}, r"unknown key\(s\) \['temperature'\]"),
     ({"name": "x", "generate": {"temp": 2}}, r"generate: unknown key\(s\) \['temp'\]"),
     ({"name": "x", "logprob": {"temperature": 0}}, "temperatures must be > 0"),
-    ({"name": "x", "kind": "simvbg", "injection": {}}, "injection is supported for kind 'prompt' only"),
+    ({"name": "x", "kind": "simvbg", "injection": {}}, r"m.yaml: unknown key\(s\) \['injection'\]"),
+    ({"name": "x", "kind": "uniform", "language": "es"}, r"unknown key\(s\) \['language'\]"),
+    ({"name": "x", "logprob": 2}, "m.yaml logprob: expected a mapping"),
     ({"name": "x", "injection": {"noise_scope": "batch"}}, "noise_scope 'batch'"),
     ({"name": "x", "injection": {"flat_depth": 1.5}}, "flat_depth must be in"),
 ])
@@ -96,11 +100,11 @@ def test_unknown_method_and_bad_yaml(tmp_path):
 
 
 def test_method_columns(codebook):
-    assert columns(get_method("direct"), codebook) == ["respondent_id", "country", "weight"]
-    pe, psii = columns(get_method("pe"), codebook), columns(get_method("psii"), codebook)
+    assert get_method("direct").columns(codebook) == ["respondent_id", "country", "weight"]
+    pe, psii = get_method("pe").columns(codebook), get_method("psii").columns(codebook)
     assert pe == ["respondent_id", "country", "weight"] + [c for c in profile_columns(codebook) if c != "country"]
     assert set(ATTRIBUTES) <= set(psii) and set(pe) <= set(psii) and len(psii) == len(set(psii))
-    assert set(columns(get_method("psii_no_profile"), codebook)) >= set(ATTRIBUTES)
+    assert set(get_method("psii_no_profile").columns(codebook)) >= set(ATTRIBUTES)
 
 
 # --------------------------------------------------------------------------- paper model presets
@@ -125,11 +129,11 @@ def test_paper_model_presets_inject_inside_their_architecture(preset):
 
 def test_prompt_language_is_seeded_per_respondent_and_covers_all():
     spec = get_method("multilingual")
-    drawn = [prompt_language(spec, 0, rid) for rid in range(300)]
+    drawn = [prompt_language(spec.language, 0, rid) for rid in range(300)]
     assert set(drawn) == set(LANGUAGES)
-    assert drawn == [prompt_language(spec, 0, rid) for rid in range(300)]
-    assert drawn != [prompt_language(spec, 1, rid) for rid in range(300)]
-    assert {prompt_language(get_method("pe"), 0, rid) for rid in range(50)} == {"en"}
+    assert drawn == [prompt_language(spec.language, 0, rid) for rid in range(300)]
+    assert drawn != [prompt_language(spec.language, 1, rid) for rid in range(300)]
+    assert {prompt_language(get_method("pe").language, 0, rid) for rid in range(50)} == {"en"}
 
 
 class FakeTranslations:
@@ -147,8 +151,8 @@ class FakeTranslations:
 def test_questions_in_the_prompt_language_with_english_fallback(engine, codebook, people):
     sim = simulator("multilingual", engine, codebook, translations=FakeTranslations({"Q46"}))
     language = "ru"
-    row = {**people.iloc[0].to_dict(), ID: next(r for r in range(1000) if prompt_language(sim.spec, 0, r) == language)}
-    q1, q46 = sim.prompt_requests(row)
+    row = {**people.iloc[0].to_dict(), ID: next(r for r in range(1000) if prompt_language(sim.spec.language, 0, r) == language)}
+    q1, q46 = sim.kind.prompt_requests(row)
     text = lambda r: r.question[0]["content"]   # noqa: E731
     assert text(q46).startswith(f"[{language}]") and load_prompts(language).options_header in text(q46)
     assert "[" not in text(q1) and codebook["Q1"].text.split(" ")[0] in text(q1)   # untranslated: English
@@ -161,7 +165,7 @@ def test_questions_in_the_prompt_language_with_english_fallback(engine, codebook
 def test_psii_plans_and_ablations(engine, codebook, people):
     row = people.iloc[0].to_dict()
     answered = [a for a in ATTRIBUTES if row.get(a) is not None and not pd.isna(row[a]) and int(row[a]) >= 0]
-    plans = {n: simulator(n, engine, codebook).prompt_requests(row)[0].plan
+    plans = {n: simulator(n, engine, codebook).kind.prompt_requests(row)[0].plan
              for n in ("psii", "psii_no_value", "psii_no_demographic", "psii_no_noise", "psii_no_layerwise")}
     full = plans["psii"]
     preset = load_preset("smollm2-135m")
@@ -173,21 +177,21 @@ def test_psii_plans_and_ablations(engine, codebook, people):
     assert plans["psii_no_demographic"].sigma == preset.sigma and len(plans["psii_no_demographic"].terms) == len(answered)
     assert {t.layer for t in plans["psii_no_layerwise"].terms} == {round(0.7 * 30)}
     # the same respondent keeps one plan over its questions (noise scope respondent: prefix shared)
-    reqs = simulator("psii", engine, codebook).prompt_requests(row)
+    reqs = simulator("psii", engine, codebook).kind.prompt_requests(row)
     assert reqs[0].plan == reqs[1].plan
     # no profile: Direct's system turn, vectors still there
-    (np_req, _) = simulator("psii_no_profile", engine, codebook).prompt_requests(row)
-    language = prompt_language(get_method("psii"), 0, int(row[ID]))
+    (np_req, _) = simulator("psii_no_profile", engine, codebook).kind.prompt_requests(row)
+    language = prompt_language(get_method("psii").language, 0, int(row[ID]))
     assert np_req.prefix[0]["content"] == load_prompts(language).direct_system and np_req.plan.terms
 
 
 def test_a_value_without_a_vector_contributes_no_term(engine, codebook, people):
     row = {**people.iloc[0].to_dict(), "Q281": 11}   # "Other" occupation: no vector in the library
-    plan = simulator("psii", engine, codebook).prompt_requests(row)[0].plan
+    plan = simulator("psii", engine, codebook).kind.prompt_requests(row)[0].plan
     lib = load_library("embedded")
     assert 11 not in lib.attributes["Q281"]
     q281_layer = load_preset("smollm2-135m").layer_of("Q281")
-    with_q281 = simulator("psii", engine, codebook).prompt_requests(people.iloc[0].to_dict())[0].plan
+    with_q281 = simulator("psii", engine, codebook).kind.prompt_requests(people.iloc[0].to_dict())[0].plan
     assert len(plan.terms) == len(with_q281.terms) - 1 and q281_layer in {t.layer for t in with_q281.terms}
 
 
@@ -233,9 +237,9 @@ def test_simvbg_aggregates_three_framings(engine, codebook, people):
     sim = simulator("simvbg", engine, codebook)
     row = people.iloc[0].to_dict()
     rows = sim(people.head(1), "r", "h")
-    (story,) = sim.backgrounds([row])
-    assert story and story == sim.backgrounds([row])[0]   # the model wrote something, seeded
-    requests = sim.simvbg_requests(row, story)
+    (story,) = sim.kind.backgrounds([row])
+    assert story and story == sim.kind.backgrounds([row])[0]   # the model wrote something, seeded
+    requests = sim.kind.framed_requests(row, story)
     assert len(requests) == len(SIMVBG_FRAMINGS) * len(QIDS)
     for framing, r in zip(SIMVBG_FRAMINGS, requests[::len(QIDS)]):
         system = r.prefix[0]["content"]

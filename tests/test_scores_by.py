@@ -8,7 +8,7 @@ import pytest
 from raysim.cli import main
 from raysim.metrics import distributions as D
 from raysim.metrics.scores import METRICS, POOLED, ScoreError, score, to_markdown
-from raysim.methods.uniform import uniform_results
+from survey_helpers import uniform_results
 from raysim.pipeline.config import ConfigError
 from raysim.pipeline.experiment import parse_experiment
 from raysim.runs.results import write_results_shard

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from survey_helpers import write_survey
-from raysim.identity.calibrate import load_agents
+from raysim.identity.agents import load_agents
 from raysim.pipeline.config import ConfigError, parse_config
 from raysim.pipeline.experiment import population_override
 from raysim.survey.population import CODEBOOK_FILE, read_population
@@ -119,8 +119,8 @@ def test_a_source_of_ones_own_is_one_module_found_by_entry_point(tmp_path, monke
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-panel\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[raysim.population_sources]\npanel = my_panel\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(base, "_plugins_loaded", False)
-    monkeypatch.setattr(base, "_SOURCES", dict(base._SOURCES))
+    monkeypatch.setattr(base.SOURCES, "_loaded", False)   # look up the entry points again
+    monkeypatch.setattr(base.SOURCES, "_parts", dict(base.SOURCES.all()))
     try:
         cfg = parse_config({**BASE, "population": {"panel": 3}})
         assert cfg.population.describe() == "panel wave 3"

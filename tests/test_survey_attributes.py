@@ -14,7 +14,6 @@ from raysim.engine.plan import PlanError
 from raysim.identity.dataset import load_dataset, save_dataset
 from raysim.identity.dataset_gen import default_attributes, generate_dataset
 from raysim.identity.injection import PsiiPreset, psii_plan
-from raysim.methods.simulator import columns
 from raysim.methods.spec import get_method
 from raysim.survey.codebook import CodebookError, load_codebook
 
@@ -71,8 +70,8 @@ def test_a_group_the_model_has_no_layer_for_is_refused(tmp_path):
 
 
 def test_injecting_methods_read_the_attribute_columns(declared):
-    assert {"sex", "region"} <= set(columns(get_method("psii"), declared))
-    assert "region" not in columns(get_method("direct"), declared)
+    assert {"sex", "region"} <= set(get_method("psii").columns(declared))
+    assert "region" not in get_method("direct").columns(declared)
 
 
 def test_dataset_job_writes_vectors_data_for_the_codebooks_attributes(declared, tmp_path):

@@ -14,7 +14,7 @@ from raysim.engine.plan import PlanError
 from raysim.identity.injection import load_preset
 from raysim.identity.injection import PsiiPreset, psii_plan
 from raysim.identity.library import load_library
-from raysim.methods.simulator import prompt_language
+from raysim.methods.kinds.prompting import prompt_language
 from raysim.methods.spec import MethodError, get_method
 from raysim.methods.templates import LANGUAGES
 from raysim.metrics.scores import OVERALL, POOLED, score
@@ -85,13 +85,13 @@ def test_an_attribute_at_scale_zero_injects_nothing(base):
 
 def test_language_weights_steer_the_mixed_prompt_language():
     spec = get_method("psii")
-    only_zh = {prompt_language(spec, 0, rid, {"zh": 1.0}) for rid in range(200)}
+    only_zh = {prompt_language(spec.language, 0, rid, {"zh": 1.0}) for rid in range(200)}
     assert only_zh == {"zh"}
-    half = [prompt_language(spec, 0, rid, {"en": 1.0, "ru": 1.0}) for rid in range(400)]
+    half = [prompt_language(spec.language, 0, rid, {"en": 1.0, "ru": 1.0}) for rid in range(400)]
     assert set(half) == {"en", "ru"} and 150 < half.count("en") < 250
-    assert half == [prompt_language(spec, 0, rid, {"en": 1.0, "ru": 1.0}) for rid in range(400)]
+    assert half == [prompt_language(spec.language, 0, rid, {"en": 1.0, "ru": 1.0}) for rid in range(400)]
     with pytest.raises(MethodError, match="unknown languages"):
-        prompt_language(spec, 0, 1, {"xx": 1.0})
+        prompt_language(spec.language, 0, 1, {"xx": 1.0})
 
 
 # --------------------------------------------------------------------------- spaces

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..engine.backends import EngineSpec
 from ..engine.loading import ModelSpec
-from ..identity.injection import PsiiPreset
+from ..methods.resources import load_resource
 from ..methods.simulator import Setup, Simulator
 from ..methods.spec import MethodSpec
 from ..survey.codebook import load_codebook
@@ -43,10 +43,8 @@ class Task:
     """Sorted respondent ids this method still needs (others in a batch are complete already)."""
     answer: str = "logprob"
     seed: int = 0
-    vectors: str | None = None
-    """The vector library of an injecting method ("embedded": the packaged one)."""
-    preset: str | None = None
-    translations: str | None = None
+    resources: dict[str, str] = field(default_factory=dict, compare=False)
+    """Where each resource the method's kind declared lies (raysim.methods.resources)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ class ModelActor:
         self.work = work
         self._loaded: dict[tuple[str, str], object] = {}
         codebook = load_codebook(work.codebook)
-        # The cheap parts first: a bad library or preset fails before the model loads.
+        # The cheap parts first: a bad resource fails before the model loads.
         setups = [self._setup(task, codebook) for task in work.tasks]
         self.engine = None
         if any(t.method.needs_model for t in work.tasks):   # loaded once per actor, never per batch
@@ -88,34 +86,23 @@ class ModelActor:
         self.setups = setups
         self.simulators = [self.simulator(i) for i in range(len(work.tasks))]
 
-    def simulator(self, index: int, preset: PsiiPreset | None = None) -> Simulator:
-        """Task ``index``'s simulator on this replica, with another PSII preset if given (a Tune
-        trial's), without loading anything again."""
+    def simulator(self, index: int, **resources: object) -> Simulator:
+        """Task ``index``'s simulator on this replica, with some resources replaced (a Tune trial's
+        preset), without loading anything again."""
         task, setup = self.work.tasks[index], self.setups[index]
-        if preset is not None:
-            setup = dataclasses.replace(setup, preset=preset)
+        if resources:
+            setup = dataclasses.replace(setup, resources={**setup.resources, **resources})
         return Simulator(task.method, self.engine if task.method.needs_model else None, setup)
 
     def _setup(self, task: Task, codebook) -> Setup:
-        library = preset = translations = None
-        if task.method.injection is not None:
-            from ..identity.injection import load_preset
-            from ..identity.library import load_library
+        loaded = {name: self._once(name, location) for name, location in task.resources.items()}
+        return Setup(codebook=codebook, qids=self.work.qids, answer=task.answer, seed=task.seed, resources=loaded)
 
-            library, preset = self._once(load_library, task.vectors), load_preset(task.preset)
-        if task.translations is not None:
-            from ..methods.translation import Translations
-
-            translations = self._once(Translations.load, task.translations)
-        return Setup(codebook=codebook, qids=self.work.qids, answer=task.answer, seed=task.seed,
-                     library=library, preset=preset, translations=translations)
-
-    def _once(self, load, path: str):
-        """One library / translation cache per actor however many methods use it."""
-        key = (load.__qualname__, path)
-        if key not in self._loaded:
-            self._loaded[key] = load(path)
-        return self._loaded[key]
+    def _once(self, name: str, location: str):
+        """Each resource loaded once per actor however many methods use it."""
+        if (name, location) not in self._loaded:
+            self._loaded[name, location] = load_resource(name, location)
+        return self._loaded[name, location]
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         batch = batch.sort_values(ID, kind="stable").reset_index(drop=True)

@@ -11,6 +11,10 @@
     vectors:    embedded       # injecting methods: the vector library (default: the embedded one
                                # for the embedded model); preset: configs/models name (default: the model's)
     translations: DIR          # mixed-language methods: the cache of `raysim translate` (optional)
+    fit:        FIT            # a directory `raysim fit` wrote: for fitted methods and post-processing;
+                               # its content is part of the run's hash
+    postprocess: [temperature] # steps applied to the answer distributions when the run is scored
+                               # (raysim.postprocess); scores only, outside the run's hash
     actors:     {number: 2, num_cpus: 0.5, num_gpus: 0, batch_size: 8}
 
 The seed (``sampling.seed``) also seeds the method: prompt languages, noise, sampled answers.
@@ -34,10 +38,10 @@ from ..engine.backends import EngineSpec
 from ..engine.loading import ModelSpec
 from ..engine.loading import EMBEDDED_PRESET, preset_for
 from ..mappings import from_mapping
-from ..methods.spec import ANSWER_MODES, MIXED, MethodError, MethodSpec, get_method
-from ..methods.templates import LANGUAGES
+from ..fits.artefact import FitError, load_fit
+from ..methods.spec import ANSWER_MODES, MethodError, MethodSpec, get_method
+from ..postprocess import StepError, parse_steps
 from ..survey.codebook import Codebook, load_codebook
-from ..survey.profile import templates_for
 from ..survey.sampling import questions_evenly
 from ..survey.sources import PopulationSource, SourceError, parse_source
 
@@ -88,6 +92,8 @@ class RunConfig:
     vectors: str | None = None
     preset: str | None = None
     translations: str | None = None
+    fit: str | None = None
+    postprocess: tuple = ()
     actors: Actors = Actors()
 
     def __post_init__(self) -> None:
@@ -99,15 +105,44 @@ class RunConfig:
             raise ConfigError(f"questions must be >= 0 (0: all), got {self.questions}")
         if self.answer not in ANSWER_MODES:
             raise ConfigError(f"answer must be one of {list(ANSWER_MODES)}, got {self.answer!r}")
-        if self.spec.injection is not None and self.vectors is None and preset_for(self.model) != EMBEDDED_PRESET:
+        if self.injects and self.vectors is None and preset_for(self.model) != EMBEDDED_PRESET:
             raise ConfigError(f"method {self.spec.name!r} injects vectors: set vectors: to the library "
                               f"built for {self.model.name_or_path} (raysim identity build)")
         if self.translations is not None and not Path(self.translations).is_dir():
             raise ConfigError(f"translations: {self.translations} is not a directory")
+        if self.fit is not None:
+            try:
+                load_fit(self.fit)
+            except FitError as e:
+                raise ConfigError(f"fit: {e}") from None
+        try:
+            parse_steps(list(self.postprocess))
+        except StepError as e:
+            raise ConfigError(str(e)) from None
 
     @property
     def spec(self) -> MethodSpec:
         return get_method(self.method)
+
+    @property
+    def injects(self) -> bool:
+        """The method adds identity vectors (its kind needs a vector library)."""
+        return "vectors" in self.spec.resources()
+
+    def resource_locations(self) -> dict[str, str]:
+        """Where each resource the method's kind declares lies (raysim.methods.resources), as the
+        actors load it; a required one the config lacks is refused."""
+        given = {"vectors": self.vector_library, "preset": self.preset_name,
+                 "translations": lambda: str(Path(self.translations).resolve()) if self.translations else None,
+                 "fit": lambda: str(load_fit(self.fit).path) if self.fit else None}
+        out = {}
+        for name, required in self.spec.resources().items():
+            location = given[name]() if name in given else None
+            if location is None and required:
+                raise ConfigError(f"method {self.spec.name!r} needs {name}: set {name}: in the run config")
+            if location is not None:
+                out[name] = location
+        return out
 
     def preset_name(self) -> str:
         name = self.preset or preset_for(self.model)
@@ -117,7 +152,7 @@ class RunConfig:
 
     def vector_library(self) -> str | None:
         """The library an injecting method uses: the given one, or the embedded default's."""
-        if self.spec.injection is None:
+        if not self.injects:
             return None
         return str(Path(self.vectors).resolve()) if self.vectors not in (None, "embedded") else "embedded"
 
@@ -130,7 +165,7 @@ class RunConfig:
     def resolved(self, run_dir: str | Path) -> dict[str, Any]:
         """The run's identity: what RUN_DIR/config.yaml holds and its hash covers."""
         cb = load_codebook(self.codebook_name(run_dir))
-        self._check_profile_languages(cb)
+        self._check_codebook(cb)
         return {
             "population": str(self.population_path(run_dir)),
             "population_source": self.population.to_mapping(),
@@ -145,30 +180,32 @@ class RunConfig:
             # default adds no key, so runs made before backends were selectable still resume.)
             **({"engine": self.engine.name} if self.spec.needs_model and self.engine.name != "hf" else {}),
             "injection": self._injection(),
-            "translations": (str(Path(self.translations).resolve())
-                             if self.translations and self.spec.language != "en" else None),
+            "translations": self.resource_locations().get("translations"),
             "per_country": self.sampling.per_country,
             "sample_n": self.sampling.n,
             "countries": list(self.sampling.countries),
             "seed": self.sampling.seed,
             "questions": questions_evenly(cb, self.questions),
+            # (no key without a fit: runs made before fits existed keep their hash)
+            **({"fit": self._fit()} if self.fit else {}),
         }
 
-    def _check_profile_languages(self, codebook: Codebook) -> None:
-        """A method writing profiles in other languages needs templates in them (a codebook's
-        own profile is in one language): refused here, before any actor starts."""
-        if not self.spec.profile or self.spec.language == "en":
-            return
-        for language in LANGUAGES if self.spec.language == MIXED else (self.spec.language,):
-            try:
-                templates_for(codebook, language)
-            except ValueError as e:
-                raise ConfigError(f"method {self.spec.name!r}: {e}") from None
+    def _fit(self) -> dict[str, Any]:
+        fit = load_fit(self.fit)
+        return {"path": str(fit.path), "fitter": fit.fitter, "sha256": fit.sha256}
+
+    def _check_codebook(self, codebook: Codebook) -> None:
+        """A codebook the method cannot prompt with (e.g. profiles in languages it has no
+        templates for) is refused here, before any actor starts."""
+        try:
+            self.spec.kind_class.check_codebook(self.spec.params, codebook)
+        except ValueError as e:
+            raise ConfigError(f"method {self.spec.name!r}: {e}") from None
 
     def _injection(self) -> dict[str, Any] | None:
         """Which vectors and preset an injecting method uses (their content, so a rebuilt library
         or an edited preset is a different run)."""
-        if self.spec.injection is None:
+        if not self.injects:
             return None
         from ..identity.injection import load_preset
         from ..identity.library import load_library
@@ -210,6 +247,9 @@ def parse_config(raw: Any) -> RunConfig:
         parts["engine"] = EngineSpec.parse(raw.get("engine"))
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if not isinstance(raw.get("postprocess") or [], list):
+        raise ConfigError("postprocess: expected a list of steps")
+    parts["postprocess"] = tuple(raw.get("postprocess") or ())
     top = {k: v for k, v in raw.items() if k not in parts}
     return _build(RunConfig, {**top, **parts}, "run config")
 

@@ -23,7 +23,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..methods.simulator import columns
 from ..survey.codebook import load_codebook
 from ..survey.population import COUNTRY, ID, dataset, read_population
 from ..survey.sampling import sample_n, sample_per_country
@@ -31,7 +30,7 @@ from .actor import ModelActor, Task, Work
 from .config import Actors, ConfigError, RunConfig
 from .progress import CountryProgress, log
 from ..runs.results import ResultsError, read_results
-from ..runs.rundir import init_run_dir, results_dir
+from ..runs.rundir import init_run_dir, results_dir, write_postprocess
 
 
 class IncompleteRunError(RuntimeError):
@@ -144,11 +143,10 @@ def _shared(runs: list[tuple[RunConfig, Path]]) -> RunConfig:
     return first
 
 
-def _task(config: RunConfig, run_dir: Path, h: str, todo: np.ndarray, translations: str | None) -> Task:
+def _task(config: RunConfig, run_dir: Path, h: str, todo: np.ndarray) -> Task:
     return Task(method=config.spec, run_id=run_dir.name, config_hash=h, results_dir=str(results_dir(run_dir)),
                 todo=np.sort(todo), answer=config.answer, seed=config.sampling.seed,
-                vectors=config.vector_library(), preset=config.preset_name() if config.spec.injection else None,
-                translations=translations)
+                resources=config.resource_locations())
 
 
 def run(config: RunConfig, run_dir: str | Path, *, limit: int | None = None,
@@ -172,6 +170,9 @@ def run_many(runs: list[tuple[RunConfig, Path]], *, limit: int | None = None,
     population = config0.population.ensure(runs[0][1])
     resolved = [config.resolved(run_dir) for config, run_dir in runs]
     hashes = [init_run_dir(run_dir, r) for (_, run_dir), r in zip(runs, resolved)]
+    for config, run_dir in runs:
+        if config.postprocess:
+            write_postprocess(run_dir, list(config.postprocess))
     for _, run_dir in runs:
         _remove_partial_writes(run_dir)
     qids = resolved[0]["questions"]
@@ -183,19 +184,19 @@ def run_many(runs: list[tuple[RunConfig, Path]], *, limit: int | None = None,
     todo = chosen[~all_done].head(limit) if limit is not None else chosen[~all_done]
     todo_ids = todo[ID].to_numpy(dtype=np.int64)
     tasks = []
-    for (config, run_dir), h, r, d in zip(runs, hashes, resolved, done):
+    for (config, run_dir), h, d in zip(runs, hashes, done):
         mine = np.intersect1d(chosen.loc[~d, ID].to_numpy(dtype=np.int64), todo_ids)
         emit(f"run {run_dir.name} ({h}): {config.spec.name} ({config.answer}), {len(chosen)} respondents × "
              f"{len(qids)} questions; {int(d.sum())} already complete, {len(mine)} to do")
         if len(mine):
-            tasks.append(_task(config, run_dir, h, mine, r["translations"]))
+            tasks.append(_task(config, run_dir, h, mine))
 
     if tasks:
         a = config0.actors
         check_resources(a)
         work = Work(model=config0.model, engine=config0.engine, codebook=codebook.name, qids=tuple(qids), tasks=tuple(tasks),
                     threads=max(1, int(a.num_cpus)))
-        needed = list(dict.fromkeys(c for t in tasks for c in columns(t.method, codebook)))
+        needed = list(dict.fromkeys(c for t in tasks for c in t.method.columns(codebook)))
         ds = ray.data.read_parquet(dataset(population).files).select_columns(needed)
         ds = ds.map_batches(_keep, fn_kwargs={"ids": todo_ids}, batch_format="pyarrow")
         # One block per batch (streaming, no shuffle): a block is the unit an actor task takes,

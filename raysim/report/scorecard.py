@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
 from ..atomic import write_atomic
 from ..metrics.scores import OVERALL, Scores, check_by, score, to_markdown
 from ..runs.results import read_results
-from ..runs.rundir import load_run_config, results_dir
+from ..fits.artefact import load_fit
+from ..postprocess import Step, apply_steps, parse_steps
+from ..runs.rundir import load_postprocess, load_run_config, results_dir
 from ..survey.population import codebook_of, read_population
 
 # Columns the scorer needs; raw_text is left on disk (it is the bulk of a generation run).
@@ -29,10 +33,11 @@ class Scorecard:
 
 
 def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: str | None = None,
-              by: str = "country") -> Scorecard:
+              by: str = "country", postprocess: list[Any] | None = None) -> Scorecard:
     """``mode`` None: "sampled" for a run in generate mode, "probs" otherwise; ``by``: per
     country (and pooled), the whole sample as one group, or per answer to an item of the
-    population (and pooled) (raysim.metrics.scores.score)."""
+    population (and pooled) (raysim.metrics.scores.score). ``postprocess``: steps applied to
+    the answer distributions before scoring (raysim.postprocess), instead of the run config's."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     if mode is None:
@@ -41,13 +46,15 @@ def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: st
     codebook = codebook_of(config["population"])
     population = read_population(config["population"])
     check_by(by, codebook, population.columns)   # a bad by fails before the results are read
-    results = read_results(results_dir(run_dir), columns=_SCORED_COLUMNS)
+    steps = parse_steps(load_postprocess(run_dir) if postprocess is None else postprocess)
+    fit = load_fit(config["fit"]["path"]) if "fit" in config else None
+    results = apply_steps(read_results(results_dir(run_dir), columns=_SCORED_COLUMNS), steps, codebook, fit)
     scores = score(results, population, codebook, mode=mode, n_boot=n_boot, seed=seed, by=by)
     table: pd.DataFrame = scores.table
     md = to_markdown(scores)
     overall = to_markdown(table[table["category"] == OVERALL])
     header = (f"Scores of {run_dir.name} ({mode} mode; {n_boot} bootstrap replicates, seed {seed}). "
-              f"{_left_out(scores, by)}Cells: value [95% interval] ×multiple of the human noise floor.\n\n")
+              f"{_postprocessed(steps)}{_left_out(scores, by)}Cells: value [95% interval] ×multiple of the human noise floor.\n\n")
     writers = {
         "scores.csv": lambda p: table.to_csv(p, index=False),
         "scores.parquet": lambda p: table.to_parquet(p, index=False),
@@ -57,6 +64,12 @@ def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: st
     for name, write in writers.items():
         write_atomic(run_dir / name, write)
     return Scorecard(scores, header + md, header + overall, tuple(run_dir / name for name in writers))
+
+
+def _postprocessed(steps: list[Step]) -> str:
+    if not steps:
+        return ""
+    return f"Answer distributions post-processed by {yaml.safe_dump([s.to_config() for s in steps], default_flow_style=True).strip()}. "
 
 
 def _left_out(scores: Scores, by: str) -> str:

@@ -2,6 +2,8 @@
 
     RUN_DIR/config.yaml      resolved configuration (its hash stamps every result row)
     RUN_DIR/results/*.parquet result rows, one atomic shard per unit of work
+    RUN_DIR/postprocess.yaml  steps applied to the answer distributions when scored (outside
+                             the hash: they change scores, not result rows)
     RUN_DIR/scores.{csv,parquet,md}
 """
 
@@ -17,6 +19,7 @@ import yaml
 from ..atomic import write_text_atomic
 
 CONFIG_FILE = "config.yaml"
+POSTPROCESS_FILE = "postprocess.yaml"
 RESULTS_DIR = "results"
 
 
@@ -56,3 +59,13 @@ def load_run_config(run_dir: str | Path) -> dict[str, Any]:
 
 def results_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / RESULTS_DIR
+
+
+def write_postprocess(run_dir: str | Path, steps: list[Any]) -> None:
+    write_text_atomic(Path(run_dir) / POSTPROCESS_FILE, yaml.safe_dump(steps, sort_keys=True))
+
+
+def load_postprocess(run_dir: str | Path) -> list[Any]:
+    """The run config's post-processing steps (none if it gave none)."""
+    path = Path(run_dir) / POSTPROCESS_FILE
+    return (yaml.safe_load(path.read_text()) or []) if path.is_file() else []

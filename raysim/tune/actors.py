@@ -32,7 +32,7 @@ class ScoringActor:
     def answer(self, respondents: pd.DataFrame, preset: PsiiPreset, run_id: str) -> pd.DataFrame:
         started = time.perf_counter()
         task = self.replica.work.tasks[0]
-        rows = self.replica.simulator(0, preset)(respondents.reset_index(drop=True), run_id, task.config_hash)
+        rows = self.replica.simulator(0, preset=preset)(respondents.reset_index(drop=True), run_id, task.config_hash)
         self.served[run_id] += len(respondents)
         self.busy[run_id] += time.perf_counter() - started
         return rows
@@ -47,8 +47,7 @@ def pool_work(run: RunConfig, qids: list[str], codebook: str, search_id: str) ->
     """The one task every actor of a search runs (rows go back to the trials, not to a run dir)."""
     task = Task(method=run.spec, run_id=search_id, config_hash=search_id, results_dir="",
                 todo=np.empty(0, np.int64), answer=run.answer, seed=run.sampling.seed,
-                vectors=run.vector_library(), preset=run.preset_name(),
-                translations=str(run.translations) if run.translations else None)
+                resources=run.resource_locations())
     return Work(model=run.model, engine=run.engine, codebook=codebook, qids=tuple(qids), tasks=(task,),
                 threads=max(1, int(run.actors.num_cpus)))
 

@@ -148,7 +148,7 @@ def parse_tune(raw: Any) -> TuneConfig:
         run = parse_config(run_raw)
     except ConfigError as e:
         raise TuneError(str(e)) from None
-    if run.spec.injection is None:
+    if not run.injects:
         raise TuneError(f"method {run.spec.name!r} injects nothing: tune searches injection parameters "
                         "(use psii or one of its ablations)")
 

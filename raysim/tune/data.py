@@ -12,7 +12,6 @@ import yaml
 
 from ..atomic import write_atomic
 from ..identity.injection import PsiiPreset
-from ..methods.simulator import columns
 from ..survey.codebook import Codebook, load_codebook
 from ..survey.population import COUNTRY, ID, read_population
 from ..survey.sampling import sample_n
@@ -70,7 +69,7 @@ def prepare(config: TuneConfig, out: str | Path) -> Prepared:
     # sample_n returns (country, id) order: shuffled (seeded) before the split, so that both
     # samples, and each rung's chunk of the validation sample, are random draws across countries.
     drawn = np.random.default_rng(split.seed).permutation(sample_n(people, wanted, split.seed)[ID].to_numpy())
-    needed = list(dict.fromkeys(columns(run.spec, codebook) + qids))
+    needed = list(dict.fromkeys(run.spec.columns(codebook) + qids))
     rows = read_population(population, columns=needed, ids=drawn).set_index(ID, drop=False)
     return Prepared(config, out, codebook, qids, config.base_preset(),
                     rows.loc[drawn[:split.validation]].reset_index(drop=True),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ...registry import Registry
 from ..codebook import Codebook
 from ..population import codebook_of
 
@@ -78,27 +78,18 @@ class PopulationSource(ABC):
         return f"{type(self).__name__}({self.to_config()!r})"
 
 
-_SOURCES: dict[str, type[PopulationSource]] = {}
-_plugins_loaded = False
+SOURCES: Registry[type[PopulationSource]] = Registry("population source", ENTRY_POINT_GROUP,
+                                                    "raysim.survey.sources", SourceError)
 
 
 def register_source(cls: type[PopulationSource]) -> type[PopulationSource]:
     """Class decorator: make a source available under its ``key``."""
-    if cls.key in _SOURCES and _SOURCES[cls.key] is not cls:
-        raise ValueError(f"population source {cls.key!r} is registered twice "
-                         f"({_SOURCES[cls.key].__module__} and {cls.__module__})")
-    _SOURCES[cls.key] = cls
-    return cls
+    return SOURCES.register(cls.key)(cls)
 
 
 def registered_sources() -> dict[str, type[PopulationSource]]:
     """Every source by key, the entry-point group's included."""
-    global _plugins_loaded
-    if not _plugins_loaded:
-        _plugins_loaded = True
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            ep.load()   # the module registers its source on import
-    return dict(_SOURCES)
+    return SOURCES.all()
 
 
 def parse_source(raw: Any, where: str = "population") -> PopulationSource:
@@ -108,9 +99,7 @@ def parse_source(raw: Any, where: str = "population") -> PopulationSource:
         given = sorted(map(str, raw)) if isinstance(raw, dict) else raw
         raise SourceError(f"{where} needs exactly one of {sorted(sources)}; got {given!r}")
     (key, value), = raw.items()
-    if key not in sources:
-        raise SourceError(f"{where}: unknown population source {key!r}; known: {sorted(sources)}")
-    return sources[key].parse(value, f"{where}.{key}")
+    return SOURCES.get(key, where).parse(value, f"{where}.{key}")
 
 
 def source_from_text(text: str) -> PopulationSource:

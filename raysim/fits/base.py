@@ -1,0 +1,59 @@
+"""The fitter interface and its registry.
+
+A fitter learns something from a sample of real respondents before a method simulates (a
+calibrator, a mixture, a persona weighting). ``raysim fit CONFIG -o FIT`` draws the sample,
+hands the fitter a ``FitContext`` whose ``answer`` runs the config's method on the model actors,
+and writes what ``fit`` returns as the artefact ``FIT/fit.yaml`` (``raysim.fits.artefact``).
+A fitter of one's own is one module: subclass ``Fitter``, decorate it with
+``@register_fitter("name")``, and expose the module through the ``raysim.fitters`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import pandas as pd
+
+from ..registry import Registry
+from ..survey.codebook import Codebook
+
+ENTRY_POINT_GROUP = "raysim.fitters"
+
+
+class FitterError(ValueError):
+    """A fit config or fit that cannot be run; the message names the key at fault."""
+
+
+FITTERS: Registry[type["Fitter"]] = Registry("fitter", ENTRY_POINT_GROUP, "raysim.fits", FitterError)
+register_fitter = FITTERS.register
+
+
+class FitContext(Protocol):
+    codebook: Codebook
+    qids: tuple[str, ...]
+    respondents: pd.DataFrame
+    """The calibration sample: population rows (their real answers included)."""
+    answer_mode: str
+
+    def answer(self) -> pd.DataFrame:
+        """Result rows of the run's method for every respondent of the sample × question."""
+
+
+@dataclass(frozen=True)
+class NoParams:
+    pass
+
+
+class Fitter(ABC):
+    Params: ClassVar[type] = NoParams
+    answer_modes: ClassVar[tuple[str, ...]] = ("logprob", "generate")
+    """The answer modes of the run it can fit from."""
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    @abstractmethod
+    def fit(self, context: FitContext) -> dict[str, Any]:
+        """The artefact's ``result`` (plain YAML types)."""
