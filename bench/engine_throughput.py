@@ -24,9 +24,10 @@ import time
 import numpy as np
 import torch
 
+from raysim.engine.backends import EngineSpec, make_engine
 from raysim.engine.base import Sampling
 from raysim.engine.hf import HFEngine
-from raysim.engine.loading import ModelSpec, load_model, model_preset
+from raysim.engine.loading import ModelSpec, model_preset
 from raysim.engine.plan import InjectionPlan, Term
 from raysim.methods.prompts import persona_prefix, request
 from raysim.survey.batteries import battery_items
@@ -72,7 +73,7 @@ def reference_rate(engine: HFEngine, requests, sampling: Sampling) -> float:
     for r in requests:
         ids = torch.tensor([engine.encode(engine.chat(r.prefix + r.question, add_generation_prompt=True))],
                            device=engine.device)
-        with engine.hooks.active([r.plan], engine.device, engine.loaded.dtype), torch.inference_mode():
+        with engine.injected([r.plan]), torch.inference_mode():
             model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=sampling.max_new_tokens,
                            do_sample=True, temperature=sampling.temperature, top_k=sampling.top_k,
                            pad_token_id=tok.pad_token_id)
@@ -116,10 +117,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
 
-    loaded = load_model(ModelSpec(a.model, dtype=a.dtype, device=a.device, random_init=a.random_init))
+    engine = make_engine(ModelSpec(a.model, dtype=a.dtype, device=a.device, random_init=a.random_init),
+                         EngineSpec("hf", {"token_budget": a.token_budget}))
     preset = model_preset(a.preset or a.random_init or "smollm2-135m")
-    engine = HFEngine(loaded, token_budget=a.token_budget)
-    qids, batteries, per_respondent = build_requests(loaded.hidden_size, preset, a.respondents, a.questions, a.seed)
+    qids, batteries, per_respondent = build_requests(engine.hidden_size, preset, a.respondents, a.questions, a.seed)
     engine_reqs = [r for rs in per_respondent for r in rs]
     ref_reqs = per_respondent[0][:: a.ref_every]
     sampling = Sampling(temperature=0.7, top_k=20, max_new_tokens=5)
@@ -132,7 +133,7 @@ def main() -> None:
     score_rate, scored = timed_rate(engine.score, engine_reqs)
     gen_rate, generated = timed_rate(lambda rs: engine.generate(rs, sampling), engine_reqs)
 
-    print(f"model: {loaded.name} ({a.dtype}, {a.device}), {loaded.n_layers} layers, hidden {loaded.hidden_size}; "
+    print(f"model: {engine.name} ({a.dtype}, {a.device}), {engine.n_layers} layers, hidden {engine.hidden_size}; "
           f"torch threads {torch.get_num_threads()}")
     print(f"questions: {len(qids)} per respondent, {sum(q in batteries for q in qids)} of them in batteries; "
           f"engine: {a.respondents} respondent(s) x all of them; reference: every {a.ref_every}th question "
@@ -143,7 +144,7 @@ def main() -> None:
     valid = sum(g.valid for g in generated) / len(generated)
     print(f"generation: {valid:.0%} of answers parsed to an option; logprob rows: {len(scored)}")
     if a.peak_tflops:
-        params = sum(p.numel() for n, p in loaded.model.named_parameters() if "embed" not in n)
+        params = sum(p.numel() for n, p in engine.model.named_parameters() if "embed" not in n)
         flops = 2 * params * tokens_fed(engine, engine_reqs) * score_rate / len(engine_reqs)
         print(f"logprob mode: {flops / 1e12:.1f} TFLOP/s = {flops / 1e12 / a.peak_tflops:.1%} of "
               f"{a.peak_tflops:g} TFLOP/s dense peak (2·params·tokens; attention not counted)")

@@ -27,7 +27,6 @@ import numpy as np
 import ray
 import torch
 
-from raysim.methods.simulator import columns
 from raysim.pipeline.actor import ModelActor, Task, Work
 from raysim.pipeline.config import parse_config
 from raysim.runs.rundir import results_dir
@@ -65,7 +64,7 @@ def direct(cfg, population: Path, out: Path, limit: int | None = None) -> tuple[
                 todo=np.sort(people[ID].to_numpy(dtype=np.int64)))
     actor = ModelActor(Work(model=cfg.model, codebook="wvs7", qids=tuple(qids), tasks=(task,),
                             threads=max(1, int(a.num_cpus))))
-    rows = read_population(population, columns=columns(cfg.spec, load_codebook("wvs7")))
+    rows = read_population(population, columns=cfg.spec.columns(load_codebook("wvs7")))
     rows = rows[rows[ID].isin(people[ID])].sort_values(ID).reset_index(drop=True)
     for start in range(0, len(rows), a.batch_size):
         actor(rows.iloc[start: start + a.batch_size])

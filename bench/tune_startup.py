@@ -25,11 +25,10 @@ import pandas as pd
 import ray
 import yaml
 
+from raysim.shipped import shipped_config
 from raysim.tune.config import parse_tune
 from raysim.tune.data import prepare
 from raysim.tune.search import TRIALS, run_search
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=6)
     p.add_argument("--model", default="embedded", help="model name_or_path (its configs/models preset)")
     a = p.parse_args(argv)
-    raw = yaml.safe_load((ROOT / "configs" / "tune" / "cardata_small.yaml").read_text())
+    raw = yaml.safe_load(shipped_config("tune", "cardata_small.yaml").read_text())
     raw.update(model={"name_or_path": a.model}, split={"validation": 2, "heldout": 2, "seed": 0},
                actors={"number": 1, "num_cpus": 1, "batch_size": 2}, space={"sigma": [0.0, 1.0]},
                search={"num_samples": a.trials, "rungs": 1, "max_concurrent_trials": 1, "trial_cpus": 0.25})

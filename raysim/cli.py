@@ -122,10 +122,26 @@ def _simulate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _steps(text: str | None) -> list | None:
+    """``--postprocess``: None (the run's own), ``none``, a YAML file or YAML text."""
+    import yaml
+
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return []
+    path = Path(text)
+    try:
+        steps = yaml.safe_load(path.read_text() if path.suffix in (".yaml", ".yml") and path.is_file() else text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"--postprocess: not valid YAML ({e})") from None
+    return steps if isinstance(steps, list) else [steps]
+
+
 def _score(a: argparse.Namespace) -> int:
     from .report.scorecard import score_run
 
-    card = score_run(a.run_dir, n_boot=a.boot, seed=a.seed, by=a.by)
+    card = score_run(a.run_dir, n_boot=a.boot, seed=a.seed, by=a.by, postprocess=_steps(a.postprocess))
     print(card.markdown)
     print(f"wrote {', '.join(f.name for f in card.files)} in {a.run_dir}")
     return 0
@@ -139,6 +155,17 @@ def _experiment(a: argparse.Namespace) -> int:
                                  model=a.model, answer=a.answer)
     tables = run_experiment(experiment, a.out, command=shlex.join(["raysim", *a.argv]))
     print(tables.read_text())
+    return 0
+
+
+def _fit(a: argparse.Namespace) -> int:
+    from .pipeline.fit_job import fit, load_fit_config
+    from .pipeline.simulate import ray_session
+
+    config = load_fit_config(a.config)   # a bad config fails before Ray starts
+    with ray_session():
+        done = fit(config, a.out)
+    print(f"use it: fit: {done.path.parent} in a run config (with postprocess: [...] where the fitter calibrates)")
     return 0
 
 
@@ -315,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("methods", help="list the registered methods (configs/methods) and method kinds")
     s.set_defaults(fn=_methods)
 
+    s = sub.add_parser("fit", help="fit a method's parameters on a sample of real respondents (Ray) into a "
+                       "versioned artefact that run configs name (fit: FIT)",
+                       description="Fit on a sample of real respondents. Example: raysim fit "
+                       "configs/fits/temperature_demo.yaml -o fits/t")
+    s.add_argument("config", help="a fit config (fitter, params, run)")
+    s.add_argument("-o", "--out", required=True, help="the fit directory (FIT/fit.yaml, FIT/run)")
+    s.set_defaults(fn=_fit)
     s = sub.add_parser("score", help="score a run directory against the human answers")
     s.add_argument("run_dir")
     s.add_argument("--boot", type=int, default=200, help="bootstrap replicates")
@@ -322,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--by", default="country", metavar="COLUMN",
                    help="group respondents by: country (default, and pooled), sample (all as one group), "
                         "or an item of the population such as Q260 (one group per answer, and pooled)")
+    s.add_argument("--postprocess", metavar="STEPS",
+                   help="post-processing steps as YAML text or a YAML file, e.g. '[{temperature: "
+                        "{temperature: 1.5}}]' (default: the run config's postprocess; none: no steps)")
     s.set_defaults(fn=_score)
     ident = sub.add_parser("identity", help="PSII identity vectors").add_subparsers(dest="sub", required=True)
     s = ident.add_parser("build", help="build a vector library (demographic + language vectors) on Ray")

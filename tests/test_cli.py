@@ -117,8 +117,9 @@ def test_forwarded_identity_commands_have_their_own_help_and_errors(capsys, tmp_
 def test_methods_lists_the_registry(capsys):
     code, out, _ = run(capsys, "methods")
     assert code == 0
-    names = [line.split()[0] for line in out.splitlines()]
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
     assert {"direct", "high_temp", "multilingual", "divreq", "pe", "simvbg", "psii", "psii_no_noise"} <= set(names)
+    assert {"prompt", "simvbg", "uniform"} <= set(names[names.index("kinds:") + 1:])
 
 
 def test_experiment_input_errors_are_one_line(tmp_path, capsys):

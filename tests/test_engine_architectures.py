@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from engine_helpers import brute_force
 from raysim.engine.base import Option, Request, Sampling
-from raysim.engine.hf import HFEngine
+from raysim.engine.hf import HFEngine, HFOptions
 from raysim.engine.loading import LoadedModel, embedded_default_dir, prepare, random_model
 from raysim.engine.plan import InjectionPlan, Term
 
@@ -129,7 +129,7 @@ def test_generation_alone_equals_inside_batch(engine):
 def test_sliding_window_models_within_the_window(tokenizer, model_type, window):
     # Every prompt fits in the window, but the packed trees together with the prefix do not: the
     # prefix cache must still crop back exactly after each micro-batch.
-    engine = HFEngine(_tiny(tokenizer, model_type, **window), token_budget=40)
+    engine = HFEngine(_tiny(tokenizer, model_type, **window), HFOptions(token_budget=40))
     assert engine.window == 64
     plan = _plan(engine, seed=5, sigma=0.5)
     reqs = [Request(PREFIX, q, SCALE, plan) for q in ("Family?", "Work?", "Friends?", "Leisure?")]

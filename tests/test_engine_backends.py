@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from raysim.engine.backends import EngineSpec, make_engine
-from raysim.engine.hf import HFEngine
+from raysim.engine.hf import HFEngine, HFOptions
 from raysim.engine.loading import ModelSpec
 from raysim.pipeline.config import ConfigError, parse_config
 
@@ -16,16 +16,20 @@ def test_engine_names_and_options_parse():
     assert EngineSpec.parse(None) == EngineSpec() == EngineSpec("hf")
     assert EngineSpec.parse("vllm") == EngineSpec("vllm")
     spec = EngineSpec.parse({"name": "vllm", "max_model_len": 2048, "enable_prefix_caching": False})
-    assert spec.vllm_options().max_model_len == 2048 and not spec.vllm_options().enable_prefix_caching
+    assert spec.backend_options().max_model_len == 2048 and not spec.backend_options().enable_prefix_caching
     assert spec.to_dict() == {"name": "vllm", "max_model_len": 2048, "enable_prefix_caching": False}
-    assert EngineSpec.parse({"token_budget": 256}).options == {"token_budget": 256}
+    hf = EngineSpec.parse({"token_budget": 256})
+    assert hf.options == {"token_budget": 256} and hf.to_dict() == {"name": "hf", "token_budget": 256}
+    assert hf.backend_options() == HFOptions(token_budget=256)
 
 
 @pytest.mark.parametrize("raw, message", [
     ("tgi", "engine 'tgi' not one of ['hf', 'vllm']"),
-    ({"name": "vllm", "max_len": 10}, "unknown option(s) ['max_len']"),
+    ({"name": "vllm", "max_len": 10}, "engine vllm: unknown key(s) ['max_len']"),
     ({"name": "vllm", "gpu_memory_utilization": 2}, "gpu_memory_utilization must be in (0, 1]"),
     ({"name": "hf", "max_model_len": 10}, "known: ['generate_rows', 'token_budget']"),
+    ({"name": "hf", "token_budget": "big"}, "token_budget must be an integer >= 1, got 'big'"),
+    ({"name": "hf", "generate_rows": 0}, "generate_rows must be an integer >= 1, got 0"),
     (["vllm"], "expected a backend name or a mapping"),
 ])
 def test_bad_engines_are_config_errors(raw, message):
@@ -44,7 +48,7 @@ def test_the_engine_is_part_of_a_runs_identity_except_the_default(tmp_path):
 
 def test_make_engine_passes_hf_options(one_thread):
     engine = make_engine(ModelSpec(), EngineSpec("hf", {"token_budget": 64}))
-    assert isinstance(engine, HFEngine) and engine.token_budget == 64
+    assert isinstance(engine, HFEngine) and engine.options == HFOptions(token_budget=64)
 
 
 def test_vllm_missing_is_a_clear_error(monkeypatch):

@@ -7,16 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from matplotlib.image import imread
 from transformers import AutoTokenizer
 
 from raysim.engine.hf import HFEngine
 from raysim.engine.loading import embedded_default_dir
-from raysim.identity.calibrate import load_agents
+from raysim.identity.agents import load_agents
 from raysim.identity.collapse import (COLUMNS, final_token_states, grid_layers, kernel_pca_2d, knn_radius,
                                       radius_table, run_collapse)
-from test_identity_calibrate import N_LAYERS, random_library, tiny_loaded, tiny_preset
+from test_identity_noise_calibration import N_LAYERS, random_library, tiny_loaded, tiny_preset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

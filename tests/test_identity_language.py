@@ -1,4 +1,5 @@
-"""Language vectors: trained at the last decoder block's output with the model frozen.
+"""Language vectors: trained at the last decoder block's output, through the engine's injection
+hooks, with the model frozen.
 
 Most tests use a tiny random Llama with the embedded default's tokenizer (so the five languages
 tokenise as they do for the real model: byte-level pieces for zh, Cyrillic and Arabic pieces, ...);
@@ -15,9 +16,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from raysim.engine.hooks import InjectionHooks
-from raysim.engine.loading import (LoadedModel, ModelSpec, decoder_layers, embedded_default_dir, load_model, prepare,
-                                   random_model)
+from raysim.engine.backends import make_engine
+from raysim.engine.hf import HFEngine
+from raysim.engine.loading import ModelSpec, decoder_layers, embedded_default_dir, prepare, random_model
 from raysim.engine.plan import InjectionPlan, Term
 from raysim.identity import language as lang
 from raysim.identity.language import LANGUAGES, CorpusError
@@ -28,14 +29,14 @@ TINY = dict(steps=12, lr=0.5, batch=4, length=32)
 
 
 @pytest.fixture(scope="module")
-def tiny() -> LoadedModel:
+def tiny() -> HFEngine:
     tokenizer = AutoTokenizer.from_pretrained(embedded_default_dir())
     config = AutoConfig.for_model(
         "llama", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
         num_attention_heads=4, num_key_value_heads=2, initializer_range=0.2, attn_implementation="sdpa",
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
     )
-    return prepare(random_model(config), tokenizer, "tiny-llama")
+    return HFEngine(prepare(random_model(config), tokenizer, "tiny-llama"))
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +53,10 @@ def _checksum(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _logits(loaded: LoadedModel) -> torch.Tensor:
-    ids = torch.tensor([loaded.tokenizer("The weather is cold today.")["input_ids"]])
+def _logits(engine: HFEngine) -> torch.Tensor:
+    ids = torch.tensor([engine.tokenizer("The weather is cold today.")["input_ids"]])
     with torch.inference_mode():
-        return loaded.model(ids).logits
+        return engine.model(ids).logits
 
 
 def _diagonal_is_row_minimum(table: pd.DataFrame) -> None:
@@ -87,9 +88,10 @@ def test_vector_helps_its_own_language_most(tiny, corpus):
     assert (summary["change"] < 0).all() and list(summary.index) == list(LANGUAGES)
 
 
-def test_model_unchanged_hook_removed_and_deterministic(tiny, corpus):
+def test_model_and_hooks_unchanged_and_deterministic(tiny, corpus):
     before_sum, before_logits = _checksum(tiny.model), _logits(tiny)
     flags = [p.requires_grad for p in tiny.model.parameters()]
+    hooks = [len(block._forward_hooks) for block in decoder_layers(tiny.model)]
     split = corpus["ru"]
     first = lang.train_language_vector(tiny, split.train, split.heldout, language="ru", seed=3, **TINY)
     second = lang.train_language_vector(tiny, split.train, split.heldout, language="ru", seed=3, **TINY)
@@ -101,38 +103,39 @@ def test_model_unchanged_hook_removed_and_deterministic(tiny, corpus):
     assert _checksum(tiny.model) == before_sum
     assert [p.requires_grad for p in tiny.model.parameters()] == flags
     assert torch.equal(_logits(tiny), before_logits)
-    assert not decoder_layers(tiny.model)[-1]._forward_hooks
+    assert [len(block._forward_hooks) for block in decoder_layers(tiny.model)] == hooks and tiny.hooks.idle
 
 
 def test_trained_where_the_engine_injects(tiny, corpus):
     split = corpus["zh"]
     trained = lang.train_language_vector(tiny, split.train, split.heldout, language="zh", **TINY)
-    hooks = InjectionHooks(tiny.model, tiny.n_layers, tiny.hidden_size)
-    try:
-        with hooks.active([InjectionPlan(final_vector=trained.vector)], tiny.device, tiny.dtype):
-            through_engine = lang.heldout_loss(tiny, split.heldout, None, length=TINY["length"])
-        # The same vector one block earlier is a different model: the equality above is informative.
-        with hooks.active([InjectionPlan((Term(tiny.n_layers - 1, trained.vector),))], tiny.device, tiny.dtype):
-            one_block_early = lang.heldout_loss(tiny, split.heldout, None, length=TINY["length"])
-    finally:
-        hooks.remove()
-    assert through_engine == pytest.approx(trained.heldout_after, rel=1e-6)
+
+    def loss_under(plan: InjectionPlan) -> float:
+        with tiny.injected([plan]):
+            return lang.heldout_loss(tiny, split.heldout, None, length=TINY["length"])
+
+    # The final vector is a term at the last block's output; one block earlier is a different
+    # model, so the equalities are informative.
+    assert loss_under(InjectionPlan(final_vector=trained.vector)) == pytest.approx(trained.heldout_after, rel=1e-6)
+    at_last = InjectionPlan((Term(tiny.n_layers, trained.vector),))
+    assert loss_under(at_last) == pytest.approx(trained.heldout_after, rel=1e-6)
+    one_block_early = loss_under(InjectionPlan((Term(tiny.n_layers - 1, trained.vector),)))
     assert abs(one_block_early - trained.heldout_after) > 1e-3
 
 
 def test_embedded_default_few_steps():
-    loaded = load_model(ModelSpec())
+    engine = make_engine(ModelSpec())
     corpus = {code: lang.CorpusSplit(split.train, split.heldout[:4])
               for code, split in lang.load_corpus(("en", "zh")).items()}
-    before = _checksum(loaded.model)
-    vectors = lang.train_all(loaded, corpus, steps=6, batch=2, length=64)
-    table = lang.cross_language(loaded, vectors, corpus)
+    before = _checksum(engine.model)
+    vectors = lang.train_all(engine, corpus, steps=6, batch=2, length=64)
+    table = lang.cross_language(engine, vectors, corpus)
     _diagonal_is_row_minimum(table)
-    assert _checksum(loaded.model) == before
+    assert _checksum(engine.model) == before
 
 
 def test_heldout_loss_rejects_wrong_size(tiny):
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match="final_vector has size 65, model hidden size is 64"):
         lang.heldout_loss(tiny, ["Hello there."], np.zeros(tiny.hidden_size + 1, np.float32))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import raysim
 
 PACKAGE = Path(raysim.__file__).parent
-SCIENCE = ("survey", "metrics", "engine", "identity", "methods", "report", "runs")
+SCIENCE = ("survey", "metrics", "engine", "identity", "methods", "report", "runs", "fits", "postprocess", "registry")
 RAY_LAYERS = ("pipeline", "tune")
 
 
@@ -68,6 +68,13 @@ def test_ray_is_imported_only_by_pipeline_and_tune():
     bad = {m: sorted(d for d in deps if d == "ray" or d.startswith("ray."))
            for m, deps in import_graph().items() if _layer(m) not in RAY_LAYERS}
     assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_argparse_only_in_the_command_line():
+    # Science and job modules take typed arguments; cli.py and raysim.commands parse them.
+    bad = sorted(m for m, deps in import_graph().items()
+                 if "argparse" in deps and m != "raysim.cli" and _layer(m) != "commands")
+    assert bad == []
 
 
 def test_no_import_cycles_inside_raysim():

@@ -61,7 +61,7 @@ def test_ray_job_submit(head, tmp_path):
     while True:
         p = subprocess.run(
             [str(BIN / "ray"), "job", "submit", "--address", head, "--working-dir", ".",
-             "--runtime-env-json", '{"excludes": [".venv*", "runs", ".git"]}', "--",
+             "--runtime-env-json", '{"excludes": [".venv*", "/runs", ".git"]}', "--",
              "python", "jobs/simulate.py", "--config", str(config), "-o", str(run_dir)],
             cwd=ROOT, env=env(), capture_output=True, text=True, timeout=500)
         # The head answers `ray job list` before its job agent has registered (seen on a busy

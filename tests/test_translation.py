@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from raysim.commands import translate as translate_command
 from raysim.engine.base import GenerationResult
 from raysim.methods import translation as tr
 from raysim.methods.translation import (LocalizedItem, TranslationCacheError, Translations, coverage, judge,
@@ -289,17 +290,17 @@ def test_embedded_model_round_trip(embedded, tmp_path):
 
 
 def test_command_line(embedded, tmp_path, monkeypatch, capsys):
-    import raysim.engine.loading as loading
+    import raysim.engine.backends as backends
 
-    monkeypatch.setattr(loading, "load_model", lambda spec: embedded.loaded)  # no second load
+    monkeypatch.setattr(backends, "load_model", lambda spec: embedded.loaded)  # no second load
     args = ["--questions", "1", "--languages", "zh", "--max-new-tokens", "4", "--threads", "1", "-o", str(tmp_path)]
-    assert tr.main(args) == 0
+    assert translate_command.main(args) == 0
     out = capsys.readouterr().out
     # One question (Q46: wording + 4 labels).
     assert "1 questions, 5 distinct strings" in out
     assert "zh (Simplified Chinese): 5 strings: 5 translated now, 0 cached" in out
     assert "questions in Simplified Chinese" in out and "fall back to English" in out
-    assert tr.main(args) == 0
+    assert translate_command.main(args) == 0
     assert "5 strings: 0 translated now, 5 cached" in capsys.readouterr().out
     with pytest.raises(ValueError, match="'en' is not a language to translate into"):
-        tr.main(["--languages", "en", "-o", str(tmp_path)])
+        translate_command.main(["--languages", "en", "-o", str(tmp_path)])

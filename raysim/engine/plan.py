@@ -23,8 +23,10 @@ class PlanError(ValueError):
 
 
 def _as_tensor(vector: Vector) -> torch.Tensor:
+    """The vector as a CPU float32 tensor. A tensor that requires grad keeps its graph, so the
+    hooks' additions pass gradients back to it (a vector trained through the engine)."""
     t = torch.as_tensor(np.asarray(vector) if not isinstance(vector, torch.Tensor) else vector)
-    return t.detach().to("cpu", torch.float32)
+    return (t if t.requires_grad else t.detach()).to("cpu", torch.float32)
 
 
 @dataclass(frozen=True, eq=False)   # vectors are arrays: compare plans by key instead
@@ -66,9 +68,9 @@ class InjectionPlan:
     def _hash_vectors(self, h) -> str:
         for term in self.terms:
             h.update(f"|{term.layer}|{float(term.scale)!r}|".encode())
-            h.update(_as_tensor(term.vector).numpy().tobytes())
+            h.update(_as_tensor(term.vector).detach().numpy().tobytes())
         if self.final_vector is not None:
-            h.update(b"|final|" + _as_tensor(self.final_vector).numpy().tobytes())
+            h.update(b"|final|" + _as_tensor(self.final_vector).detach().numpy().tobytes())
         return h.hexdigest()[:24]
 
     def __eq__(self, other: object) -> bool:

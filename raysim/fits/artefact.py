@@ -40,6 +40,7 @@ class Fit:
 
 def write_fit(out: str | Path, *, fitter: str, params: dict[str, Any], run: dict[str, Any],
               result: dict[str, Any]) -> Fit:
+    Path(out).mkdir(parents=True, exist_ok=True)
     path = Path(out) / FIT_FILE
     text = yaml.safe_dump({"format": FORMAT, "fitter": fitter, "params": params, "run": run, "result": result},
                           sort_keys=True)

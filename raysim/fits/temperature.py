@@ -58,6 +58,8 @@ class TemperatureFitter(Fitter):
 
         best = minimize_scalar(loss, bounds=(np.log(self.params.low), np.log(self.params.high)), method="bounded",
                                options={"xatol": 1e-4})
-        return {"temperature": round(float(np.exp(best.x)), 6), "kl_sum_at_1": round(loss(0.0), 6),
+        t = float(np.exp(best.x))
+        return {"temperature": round(t, 6), "at_bound": bool(min(t - self.params.low, self.params.high - t) < 1e-2 * t),
+                "kl_sum_at_1": round(loss(0.0), 6),
                 "kl_sum_fitted": round(float(best.fun), 6), "questions": len(pairs),
                 "respondents": int(rows[ID].nunique())}

@@ -16,7 +16,6 @@ injection layer they are bitwise equal and so are their radii.
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,6 @@ from ..survey.batteries import battery_items
 from ..survey.codebook import Codebook
 from ..survey.population import ID, records
 from ..survey.profile import render_profile
-from .calibrate import add_setup_arguments, load_agents, load_setup, model_spec
 from .injection import PsiiPreset, check_setup, psii_plan, respondent_seed
 from .library import VectorLibrary
 
@@ -257,33 +255,3 @@ def run_collapse(engine: LM, library: VectorLibrary, preset: PsiiPreset, respond
     write_plots(states, table, out, attribute_groups(respondents, codebook, color_by), every,
                 suptitle=f"Kernel PCA of final-token states: {what}")
     return table
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_setup_arguments(p, agents=100)
-    p.add_argument("--k", type=int, default=5, help="k of the k-NN radius (default 5)")
-    p.add_argument("--question", default=None, help="the fixed question (default: the codebook's first, Q1)")
-    p.add_argument("--sigma", type=float, default=None, help="PSII noise σ (default: the preset's)")
-    p.add_argument("--color-by", default="Q260", help="attribute whose values get their own markers (default Q260)")
-    p.add_argument("--every", type=int, default=4, help="grid figure: every N-th layer (default 4)")
-
-
-def run_args(a: argparse.Namespace) -> int:
-    import torch
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    engine, library, preset = load_setup(model_spec(a), a.library, a.preset)
-    agents, codebook = load_agents(a.population, a.agents, a.seed)
-    table = run_collapse(engine, library, preset, agents, codebook, a.out, qid=a.question, k=a.k, seed=a.seed,
-                         sigma=a.sigma, language=a.language, color_by=a.color_by, every=a.every)
-    print((Path(a.out) / "collapse.md").read_text())
-    print(f"wrote {a.out}/collapse.csv, collapse.md, collapse_grid.png, layers/ ({len(table)} layers)")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``raysim identity collapse``: the analysis in-process (N forward passes, no Ray)."""
-    p = argparse.ArgumentParser(prog="raysim identity collapse", description=main.__doc__)
-    add_arguments(p)
-    return run_args(p.parse_args(argv))

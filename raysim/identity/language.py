@@ -2,11 +2,11 @@
 
 PSII injects a respondent's prompt-language vector as the plan's ``final_vector``, which the
 engine's hooks add to the output of the last decoder block (layer n_layers, before the final
-norm). The vector is trained at exactly that point: a forward hook on the last decoder block adds
-a trainable v (zeros at the start) to every position, the model stays frozen, and AdamW on v alone
-minimises next-token cross-entropy on text in the language. Held-out text (every 5th document of
-the corpus) measures the effect, and a cross-language table checks that a language's vector helps
-its own language more than the others.
+norm). The vector is trained and evaluated through those same hooks (:meth:`HFEngine.injected`):
+a plan whose final vector is a trainable v (zeros at the start), the model frozen, AdamW on v
+alone minimising next-token cross-entropy on text in the language. Held-out text (every 5th
+document of the corpus) measures the effect, and a cross-language table checks that a language's
+vector helps its own language more than the others.
 
 Corpora: the packaged default (``data/corpus/<code>.txt``, short everyday paragraphs written for
 this project, one per line), or Parquet files (a text column, ``text`` as in CulturaX, optionally
@@ -28,7 +28,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from raysim.engine.loading import LoadedModel, decoder_layers
+from raysim.engine.hf import HFEngine
+from raysim.engine.plan import InjectionPlan
 
 LANGUAGES = ("en", "zh", "ar", "es", "ru")
 HELDOUT_EVERY = 5
@@ -204,25 +205,6 @@ class LanguageVector:
 
 
 @contextmanager
-def added_at_final_block(model: torch.nn.Module, vector: torch.Tensor) -> Iterator[None]:
-    """Add ``vector`` at every position of the last decoder block's output while inside.
-
-    The same point as the engine's final-vector injection (hidden_states[n_layers], before the
-    final norm); the output may be a tensor or a tuple led by the hidden state.
-    """
-    def hook(module, args, output):
-        hidden = output[0] if isinstance(output, tuple) else output
-        hidden = hidden + vector.to(hidden.dtype)
-        return (hidden,) + tuple(output[1:]) if isinstance(output, tuple) else hidden
-
-    handle = decoder_layers(model)[-1].register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-@contextmanager
 def _frozen(model: torch.nn.Module) -> Iterator[None]:
     flags = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)
@@ -255,27 +237,19 @@ def _loss_sum(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> 
     return loss, int((labels != -100).sum())
 
 
-def _as_vector(loaded: LoadedModel, vector: np.ndarray | torch.Tensor) -> torch.Tensor:
-    v = torch.as_tensor(vector).detach().to(loaded.device, torch.float32)
-    if v.shape != (loaded.hidden_size,):
-        raise ValueError(f"language vector has shape {tuple(v.shape)}, model {loaded.name} needs "
-                         f"({loaded.hidden_size},)")
-    return v
-
-
-def heldout_loss(loaded: LoadedModel, texts: Sequence[str], vector: np.ndarray | torch.Tensor | None = None,
+def heldout_loss(engine: HFEngine, texts: Sequence[str], vector: np.ndarray | torch.Tensor | None = None,
                  *, length: int = LENGTH, batch: int = EVAL_BATCH) -> float:
-    """Mean next-token cross-entropy (nats/token) on ``texts``, with ``vector`` added at the last
-    decoder block's output (None: the plain model)."""
-    rows = windows(loaded.tokenizer, texts, length, drop_last=False)
+    """Mean next-token cross-entropy (nats/token) on ``texts``, with ``vector`` injected as the
+    final vector (None: the model as it is)."""
+    rows = windows(engine.tokenizer, texts, length, drop_last=False)
     if not rows:
         raise CorpusError("held-out text is empty")
     total, count = 0.0, 0
-    hook = added_at_final_block(loaded.model, _as_vector(loaded, vector)) if vector is not None else nullcontext()
-    with torch.inference_mode(), hook:
+    injected = engine.injected([InjectionPlan(final_vector=vector)]) if vector is not None else nullcontext()
+    with torch.inference_mode(), injected:
         for start in range(0, len(rows), batch):
-            loss, n = _loss_sum(loaded.model, *_batch(rows[start:start + batch], loaded.tokenizer.pad_token_id,
-                                                      loaded.device))
+            loss, n = _loss_sum(engine.model, *_batch(rows[start:start + batch], engine.tokenizer.pad_token_id,
+                                                      engine.device))
             total, count = total + float(loss), count + n
     return total / count
 
@@ -288,33 +262,35 @@ def _order(n: int, count: int, seed: int) -> np.ndarray:
     return np.concatenate([rng.permutation(n) for _ in range(epochs)])[:count]
 
 
-def train_language_vector(loaded: LoadedModel, train_texts: Sequence[str], heldout_texts: Sequence[str], *,
+def train_language_vector(engine: HFEngine, train_texts: Sequence[str], heldout_texts: Sequence[str], *,
                           language: str | None = None, steps: int = STEPS, lr: float = LR, batch: int = BATCH,
                           length: int = LENGTH, seed: int = 0, weight_decay: float = 0.0) -> LanguageVector:
     """Train one language vector on ``train_texts`` with the model frozen; measure on ``heldout_texts``.
 
     ``steps`` AdamW steps on v alone, each on ``batch`` windows of ``length`` tokens drawn in a
-    seeded order. The model's weights and hooks are as before afterwards.
+    seeded order. The model's weights are as before afterwards.
     """
     if language is not None:
         check_language(language)
     if steps < 1 or batch < 1:
         raise ValueError(f"steps and batch must be >= 1, got steps={steps}, batch={batch}")
     started = time.perf_counter()
-    model, tokenizer = loaded.model, loaded.tokenizer
+    model, tokenizer = engine.model, engine.tokenizer
     rows = windows(tokenizer, train_texts, length)
     if not rows:
         raise CorpusError(f"{language or 'the'} training text has fewer than {length} tokens")
-    before = heldout_loss(loaded, heldout_texts, None, length=length)
+    before = heldout_loss(engine, heldout_texts, None, length=length)
 
-    v = torch.zeros(loaded.hidden_size, dtype=torch.float32, device=loaded.device, requires_grad=True)
+    v = torch.zeros(engine.hidden_size, dtype=torch.float32, device=engine.device, requires_grad=True)
     optimizer = torch.optim.AdamW([v], lr=lr, weight_decay=weight_decay)
     order = _order(len(rows), steps * batch, seed)
     losses = []
-    with _frozen(model), torch.inference_mode(False), torch.enable_grad(), added_at_final_block(model, v):
+    with _frozen(model), torch.inference_mode(False), torch.enable_grad():
         for step in range(steps):
             picked = [rows[i] for i in order[step * batch:(step + 1) * batch]]
-            loss, n = _loss_sum(model, *_batch(picked, tokenizer.pad_token_id, loaded.device))
+            # A plan per step: the hooks take v's current value (and its graph) when they activate.
+            with engine.injected([InjectionPlan(final_vector=v)]):
+                loss, n = _loss_sum(model, *_batch(picked, tokenizer.pad_token_id, engine.device))
             loss = loss / n
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -322,7 +298,7 @@ def train_language_vector(loaded: LoadedModel, train_texts: Sequence[str], heldo
             losses.append(loss.item())
     vector = v.detach().cpu().numpy().astype(np.float32)
 
-    after = heldout_loss(loaded, heldout_texts, vector, length=length)
+    after = heldout_loss(engine, heldout_texts, vector, length=length)
     parameters = {"steps": steps, "lr": lr, "batch": batch, "length": length, "seed": seed,
                   "weight_decay": weight_decay, "optimizer": "AdamW", "train_windows": len(rows),
                   "train_documents": len(train_texts), "heldout_documents": len(heldout_texts),
@@ -331,7 +307,7 @@ def train_language_vector(loaded: LoadedModel, train_texts: Sequence[str], heldo
                           tuple(losses), time.perf_counter() - started)
 
 
-def train_all(loaded: LoadedModel, corpus: Mapping[str, CorpusSplit], languages: Sequence[str] | None = None,
+def train_all(engine: HFEngine, corpus: Mapping[str, CorpusSplit], languages: Sequence[str] | None = None,
               **train_options: Any) -> dict[str, LanguageVector]:
     """A vector per language (``languages``: all of ``corpus``'s by default), same settings each."""
     out = {}
@@ -339,7 +315,7 @@ def train_all(loaded: LoadedModel, corpus: Mapping[str, CorpusSplit], languages:
         if language not in corpus:
             raise CorpusError(f"no corpus for language {language!r} (have {sorted(corpus)})")
         split = corpus[language]
-        out[language] = train_language_vector(loaded, split.train, split.heldout, language=language,
+        out[language] = train_language_vector(engine, split.train, split.heldout, language=language,
                                               **train_options)
     return out
 
@@ -357,14 +333,14 @@ def summary(vectors: Mapping[str, LanguageVector]) -> pd.DataFrame:
     ).set_index("language")
 
 
-def cross_language(loaded: LoadedModel, vectors: Mapping[str, LanguageVector],
+def cross_language(engine: HFEngine, vectors: Mapping[str, LanguageVector],
                    corpus: Mapping[str, CorpusSplit], *, length: int = LENGTH) -> pd.DataFrame:
     """Change in held-out loss (nats/token, negative = better) from adding each trained vector
     (rows) on every language's held-out text (columns). A language vector should lower its own
     language's loss more than any other's: the diagonal is each row's minimum."""
-    base = {lang: heldout_loss(loaded, split.heldout, None, length=length) for lang, split in corpus.items()}
+    base = {lang: heldout_loss(engine, split.heldout, None, length=length) for lang, split in corpus.items()}
     table = pd.DataFrame(
-        {lang: [heldout_loss(loaded, split.heldout, v.vector, length=length) - base[lang]
+        {lang: [heldout_loss(engine, split.heldout, v.vector, length=length) - base[lang]
                 for v in vectors.values()] for lang, split in corpus.items()},
         index=pd.Index(list(vectors), name="vector"),
     )

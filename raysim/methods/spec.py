@@ -13,7 +13,6 @@ Adding a method is a new YAML file; a new kind of method is one module (``raysim
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 import typing
 from dataclasses import dataclass
@@ -24,16 +23,15 @@ from typing import Any
 import yaml
 
 from ..mappings import from_mapping
+from ..shipped import config_dir
 from ..survey.codebook import Codebook
 from ..survey.columns import BASE_COLUMNS
 from .kinds import ANSWER_MODES, KINDS, MethodError, MethodKind
 
 __all__ = ["ANSWER_MODES", "MethodError", "MethodSpec", "available_methods", "get_method", "parse_method"]
 
-# Method configs live beside the package in the repository (configs/methods/*.yaml), as the model
-# presets do; RAYSIM_METHOD_CONFIGS points elsewhere for installs without the repository.
-METHOD_CONFIGS = Path(
-    os.environ.get("RAYSIM_METHOD_CONFIGS", Path(__file__).resolve().parents[2] / "configs" / "methods"))
+# Method configs: configs/methods/*.yaml, shipped as package data ($RAYSIM_METHOD_CONFIGS points elsewhere).
+METHOD_CONFIGS = config_dir("methods")
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,7 @@ def _valid_share(run_dir: Path) -> float:
 
 def _language_notes(runs: dict[str, RunConfig], qids: list[str]) -> list[str]:
     """How many questions the mixed-language methods could ask in each language."""
-    mixed = [n for n, c in runs.items() if c.spec.language != "en" and c.spec.needs_model]
+    mixed = [n for n, c in runs.items() if "translations" in c.spec.resources()]   # asks in other languages
     if not mixed:
         return []
     cfg = runs[mixed[0]]

@@ -27,6 +27,7 @@ from safetensors.numpy import load_file, save_file
 
 from ..atomic import write_atomic
 
+from ..engine.backends import EngineSpec, make_engine
 from ..engine.loading import ModelSpec
 from ..identity.build import BuildParams, Unit, UnitResult, assemble, run_units, units
 from ..identity.dataset import DemographicDataset, dataset_hash
@@ -81,15 +82,11 @@ class VectorActor:
     def __init__(self, work: BuildWork) -> None:
         import torch
 
-        from ..engine.hf import HFEngine
-        from ..engine.loading import load_model
-
         torch.set_num_threads(work.threads)   # actors share a node's cores (see pipeline.actor)
         self.work = work
-        loaded = load_model(work.model)
-        self.engine = HFEngine(loaded, generate_rows=work.generate_rows)
-        self.info = ModelInfo(loaded.name, loaded.fingerprint, loaded.n_layers, loaded.hidden_size,
-                              str(loaded.dtype).removeprefix("torch."))
+        engine = make_engine(work.model, EngineSpec("hf", {"generate_rows": work.generate_rows}))
+        self.engine = engine
+        self.info = ModelInfo(engine.name, engine.fingerprint, engine.n_layers, engine.hidden_size, work.model.dtype)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         batch_units = [Unit(row["attribute"], int(row["value"]), int(row["index"]), row["instruction"],
@@ -177,17 +174,16 @@ def _train_languages(model: ModelSpec, languages: list[str], corpus: dict[str, l
                      threads: int) -> tuple[str, dict[str, np.ndarray], dict]:
     import torch
 
-    from ..engine.loading import load_model
     from ..identity.language import cross_language, load_corpus, summary, train_all
 
     torch.set_num_threads(threads)
-    loaded = load_model(model)
+    engine = make_engine(model)   # the HF engine: training needs gradients through the model
     splits = load_corpus(languages, corpus)
-    vectors = train_all(loaded, splits, languages)
+    vectors = train_all(engine, splits, languages)
     report = {"training": vectors[languages[0]].parameters,
               "heldout": summary(vectors).drop(columns=["norm"]).round(4).to_dict(orient="index"),
-              "cross_language_change": cross_language(loaded, vectors, splits).round(4).to_dict(orient="index")}
-    return loaded.fingerprint, {k: v.vector for k, v in vectors.items()}, report
+              "cross_language_change": cross_language(engine, vectors, splits).round(4).to_dict(orient="index")}
+    return engine.fingerprint, {k: v.vector for k, v in vectors.items()}, report
 
 
 def language_step(model: ModelSpec, languages: list[str], corpus: dict[str, list[str]] | None = None, *,

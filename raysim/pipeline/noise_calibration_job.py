@@ -2,15 +2,14 @@
 
 Each actor loads the engine, the vector library and the preset once (refusing a library built
 for another model) and turns a batch of respondents into calibration rows
-(raysim.identity.calibrate); the driver combines the rows and writes ``calibration.csv`` (the
-rows), ``calibration.json`` and ``calibration.md`` (sensitivity, σ, counts, probe σ, model)
+(raysim.identity.noise_calibration); the driver combines the rows and writes ``calibration.csv``
+(the rows), ``calibration.json`` and ``calibration.md`` (sensitivity, σ, counts, probe σ, model)
 atomically into the output directory. The sample is small (tens of agents), so it is built on
 the driver and handed to Ray Data as a frame.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,10 +17,9 @@ from typing import Any, Callable
 import pandas as pd
 
 from ..engine.loading import ModelSpec
-from ..engine.plan import NOISE_SCOPES
-from ..identity.calibrate import (PROBE_SIGMA, SIGMA_CAP, CalibrationResult, add_setup_arguments,
-                                  calibration_rows, combine, load_agents, load_setup, model_spec)
+from ..identity.agents import load_agents, load_setup
 from ..identity.injection import load_preset
+from ..identity.noise_calibration import PROBE_SIGMA, SIGMA_CAP, CalibrationResult, calibration_rows, combine
 from ..identity.library import embedded_library_path, load_library
 from ..atomic import write_atomic
 from ..survey.codebook import Codebook
@@ -106,49 +104,36 @@ def write_outputs(result: CalibrationResult, out: str | Path, meta: dict[str, An
     return out
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_setup_arguments(p, agents=20)
-    p.add_argument("--questions", type=int, default=20,
-                   help="questions spread evenly over the categories (default 20; 0: all)")
-    p.add_argument("--probe-sigma", type=float, default=PROBE_SIGMA,
-                   help=f"noise σ the answers are probed with (default {PROBE_SIGMA}, the formula's cap)")
-    p.add_argument("--noise-scope", default="respondent", choices=list(NOISE_SCOPES))
-    p.add_argument("--actors", type=int, default=1, help="model actors (default 1)")
-    p.add_argument("--num-cpus", type=float, default=0.5, help="CPUs per actor (default 0.5)")
-    p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per actor (1 on a GPU cluster)")
-    p.add_argument("--batch-size", type=int, default=4, help="agents per actor task (default 4)")
-
-
-def run_args(a: argparse.Namespace, emit: Callable[[str], None] = log) -> int:
-    """Run the calibration the parsed arguments describe and write its outputs (exit status 0)."""
+def run_calibration(model: ModelSpec, out: str | Path, *, library: str = "embedded", preset: str = "smollm2-135m",
+                    population: str = "synthetic:2000", agents: int = 20, questions: int = 20,
+                    probe_sigma: float = PROBE_SIGMA, seed: int = 0, language: str | None = None,
+                    noise_scope: str = "respondent", actors: int = 1, num_cpus: float = 0.5, num_gpus: float = 0.0,
+                    batch_size: int = 4, threads: int = 0,
+                    emit: Callable[[str], None] = log) -> CalibrationResult:
+    """The noise calibration of ``model`` with ``library`` and ``preset`` on ``agents`` respondents
+    of ``population`` (a path, ``synthetic:N`` or ``cardata``) and ``questions`` questions spread
+    over the categories (0: all), on Ray (a local instance, or the cluster RAY_ADDRESS names under
+    ``ray job submit``); its outputs are written into ``out``. ``threads``: torch threads per actor
+    (0: the actor's whole CPUs)."""
     # Everything that can be checked without the model is checked before Ray starts.
-    agents, codebook = load_agents(a.population, a.agents, a.seed)
-    qids = questions_evenly(codebook, a.questions)
-    library = load_library(a.library)
-    load_preset(a.preset)
-    spec = model_spec(a)
-    work = CalibrationWork(model=spec, library=a.library, preset=a.preset, codebook=codebook, qids=tuple(qids),
-                           probe_sigma=a.probe_sigma, seed=a.seed, language=a.language, noise_scope=a.noise_scope,
-                           threads=a.threads or max(1, int(a.num_cpus)))
-    emit(f"calibration: {len(agents)} agents × {len(qids)} questions, probe σ {a.probe_sigma:g}, "
-         f"model {spec.name_or_path}, {a.actors} actor(s)")
+    sample, codebook = load_agents(population, agents, seed)
+    qids = questions_evenly(codebook, questions)
+    lib = load_library(library)
+    load_preset(preset)
+    work = CalibrationWork(model=model, library=library, preset=preset, codebook=codebook, qids=tuple(qids),
+                           probe_sigma=probe_sigma, seed=seed, language=language, noise_scope=noise_scope,
+                           threads=threads or max(1, int(num_cpus)))
+    emit(f"calibration: {len(sample)} agents × {len(qids)} questions, probe σ {probe_sigma:g}, "
+         f"model {model.name_or_path}, {actors} actor(s)")
     with ray_session():
-        result = calibrate(agents, work, actors=a.actors, num_cpus=a.num_cpus, num_gpus=a.num_gpus,
-                           batch_size=a.batch_size, emit=emit)
-    library_path = embedded_library_path() if a.library in (None, "embedded") else Path(a.library)
-    meta = {"model": library.manifest.model, "model_fingerprint": library.manifest.fingerprint,
-            "model_source": spec.name_or_path, "library": str(library_path), "preset": a.preset,
-            "population": a.population, "seed": a.seed, "noise_scope": a.noise_scope, "language": a.language,
+        result = calibrate(sample, work, actors=actors, num_cpus=num_cpus, num_gpus=num_gpus,
+                           batch_size=batch_size, emit=emit)
+    library_path = embedded_library_path() if library in (None, "embedded") else Path(library)
+    meta = {"model": lib.manifest.model, "model_fingerprint": lib.manifest.fingerprint,
+            "model_source": model.name_or_path, "library": str(library_path), "preset": preset,
+            "population": population, "seed": seed, "noise_scope": noise_scope, "language": language,
             "qids": list(qids)}
-    write_outputs(result, a.out, meta)
+    write_outputs(result, out, meta)
     emit(f"sensitivity {result.sensitivity:.4f} → σ = {result.sigma:.4f} (set psii.sigma in the model preset); "
-         f"wrote {a.out}/{CSV}, {JSON}, {MD}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``raysim identity calibrate``: the noise calibration on Ray (a local instance, or the
-    cluster RAY_ADDRESS names under ``ray job submit``)."""
-    p = argparse.ArgumentParser(prog="raysim identity calibrate", description=main.__doc__)
-    add_arguments(p)
-    return run_args(p.parse_args(argv))
+         f"wrote {out}/{CSV}, {JSON}, {MD}")
+    return result

@@ -4,17 +4,13 @@ model sensitivity = mean over sampled agents and questions of
 |rank(answer with noise) − rank(answer without noise)| / number of options, and
 σ = max(0, 0.4 − sensitivity). An agent is a respondent as PSII simulates them: the PE profile
 prompt plus their injection plan; their answer is the most probable option under exact scoring.
-
-Also the pieces the calibration job and the diversity-collapse analysis share: the population
-argument (a path, ``synthetic:N`` or ``cardata``), the agent sample, the model + library +
-preset setup and its checks. No Ray here (raysim.pipeline.calibrate runs it on Ray).
+The agents and the model setup come from raysim.identity.agents. No Ray here
+(raysim.pipeline.noise_calibration_job runs it on Ray).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -22,16 +18,14 @@ import numpy as np
 import pandas as pd
 
 from ..engine.base import LM
-from ..engine.loading import ModelSpec
 from ..engine.plan import NOISE_SCOPES, PlanError, scoped
 from ..methods.prompts import persona_prefix, request
 from ..survey.batteries import battery_items
 from ..survey.codebook import Codebook
-from ..survey.population import BASE_COLUMNS, ID, codebook_of, read_population, records
-from ..survey.profile import profile_columns, render_profile
-from ..survey.sources import source_from_text
-from .injection import PsiiPreset, check_setup, load_preset, psii_plan, respondent_seed
-from .library import VectorLibrary, load_library
+from ..survey.population import ID, records
+from ..survey.profile import render_profile
+from .injection import PsiiPreset, check_setup, psii_plan, respondent_seed
+from .library import VectorLibrary
 
 SIGMA_CAP = 0.4
 """The 0.4 in σ = max(0, 0.4 − sensitivity)."""
@@ -52,71 +46,6 @@ class CalibrationResult:
     def summary(self) -> dict[str, Any]:
         return {"sensitivity": self.sensitivity, "sigma": self.sigma, "probe_sigma": self.probe_sigma,
                 "n_agents": self.n_agents, "n_questions": self.n_questions}
-
-
-# --------------------------------------------------------------------------- agents
-
-
-def agent_columns(codebook: Codebook) -> list[str]:
-    """The population columns an agent needs: base columns, profile items, PSII attributes."""
-    wanted = profile_columns(codebook) + codebook.attribute_candidates
-    return list(BASE_COLUMNS) + list(dict.fromkeys(c for c in wanted if c not in BASE_COLUMNS))
-
-
-def load_agents(population: str, n: int, seed: int = 0) -> tuple[pd.DataFrame, Codebook]:
-    """``n`` respondents drawn without replacement (seeded, in id order) from ``population``,
-    command-line text naming a population source (raysim.survey.sources): a canonical Parquet
-    population (file or shard directory), ``synthetic:N`` (N generated WVS-7 respondents) or
-    ``cardata`` (the real carData::WVS respondents). A generated one is written to a temporary
-    directory."""
-    if n < 1:
-        raise ValueError(f"the number of agents must be >= 1, got {n}")
-    source = source_from_text(population)
-    with tempfile.TemporaryDirectory(prefix="raysim-agents-") as tmp:
-        path = source.ensure(tmp)
-        codebook = codebook_of(path)
-        people = read_population(path, columns=agent_columns(codebook))
-    if n > len(people):
-        raise ValueError(f"{n} agents asked for, but population {population!r} has {len(people)} respondents")
-    take = np.sort(np.random.default_rng(seed).choice(len(people), size=n, replace=False))
-    agents = people.iloc[take][[c for c in agent_columns(codebook) if c in people.columns]]
-    return agents.sort_values(ID, kind="stable").reset_index(drop=True), codebook
-
-
-# --------------------------------------------------------------------------- setup
-
-
-def load_setup(model: ModelSpec, library: str | None, preset: str) -> tuple[LM, VectorLibrary, PsiiPreset]:
-    """Engine, library (None or "embedded": the packaged one) and preset, checked together."""
-    from ..engine.backends import make_engine
-
-    lib = load_library(library)   # the cheap parts first: a bad path fails before the model loads
-    psii = load_preset(preset)
-    engine = make_engine(model)
-    check_setup(engine, lib, psii)
-    return engine, lib, psii
-
-
-def add_setup_arguments(p: argparse.ArgumentParser, agents: int) -> None:
-    """The arguments the calibration and the collapse analysis share."""
-    p.add_argument("--model", default="embedded", help="model name_or_path (default: the embedded default)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
-                   help="where the model runs (default cpu; cuda on GPU nodes)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--library", default="embedded", help="vector library directory (default: the embedded one)")
-    p.add_argument("--preset", default="smollm2-135m",
-                   help="model preset name (configs/models) or a YAML file with a psii block")
-    p.add_argument("--population", default="synthetic:2000",
-                   help="a canonical Parquet population, synthetic:N, or cardata (default synthetic:2000)")
-    p.add_argument("--agents", type=int, default=agents, help=f"respondents sampled (default {agents})")
-    p.add_argument("--language", default=None, help="add this language vector at the final block (default none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads per model replica (default: torch's)")
-    p.add_argument("-o", "--out", required=True, help="output directory")
-
-
-def model_spec(a: argparse.Namespace) -> ModelSpec:
-    return ModelSpec(name_or_path=a.model, dtype=a.dtype, device=a.device)
 
 
 # --------------------------------------------------------------------------- calibration

@@ -14,7 +14,6 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 from transformers import AutoConfig, AutoTokenizer
 
@@ -22,7 +21,8 @@ from pipeline_helpers import ROOT, env
 from raysim.engine.hf import HFEngine
 from raysim.engine.loading import LoadedModel, ModelSpec, embedded_default_dir, load_model, prepare, random_model
 from raysim.engine.plan import PlanError
-from raysim.identity.calibrate import (ROW_COLUMNS, calibration_rows, combine, load_agents, sensitivity)
+from raysim.identity.agents import load_agents
+from raysim.identity.noise_calibration import ROW_COLUMNS, calibration_rows, combine, sensitivity
 from raysim.identity.dataset import ATTRIBUTES
 from raysim.identity.injection import PsiiPreset
 from raysim.identity.library import LibraryError, Manifest, VectorLibrary

@@ -1,0 +1,35 @@
+"""``raysim tune``: Ray Tune searches (raysim.tune) from the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``raysim tune``: search PSII's parameters with Ray Tune on shared model actors, or run the
+    layer sweep; locally or under ``ray job submit`` (jobs/tune.py). The config is checked before
+    Ray starts."""
+    p = argparse.ArgumentParser(prog="raysim tune", description=main.__doc__)
+    p.add_argument("--config", required=True, help="tune config YAML (configs/tune/*.yaml)")
+    p.add_argument("-o", "--out", required=True,
+                   help="search directory: DIR/best_preset.yaml, trials.csv, heldout.csv, summary.md; "
+                        "rerunning into it resumes the search")
+    p.add_argument("--layer-sweep", action="store_true",
+                   help="instead of a search: each attribute alone at every layer (DIR/layer_sweep/)")
+    args = p.parse_args(argv)
+    from ..pipeline.simulate import ray_session
+    from ..tune.config import load_tune
+    from ..tune.data import prepare
+
+    prepared = prepare(load_tune(args.config), args.out)   # bad input fails here (raysim.cli reports it)
+    with ray_session():
+        if args.layer_sweep:
+            from ..tune.sweep import run_sweep
+
+            outcome = run_sweep(prepared)
+        else:
+            from ..tune.search import run_search
+
+            outcome = run_search(prepared)
+    print(outcome.summary.read_text())
+    return 0

@@ -1,0 +1,109 @@
+"""The fit job: ``raysim fit CONFIG -o FIT``, a fitter (raysim.fits) on a sample of real respondents.
+
+    fitter: temperature          # a registered fitter
+    params: {}                   # the fitter's parameters
+    run:                         # a run config (a mapping, or the path of one): the method, model and
+      population: {cardata: true}  # population; its sampling is the calibration sample
+      sampling: {n: 40, seed: 1}
+      method: pe
+
+The run is simulated on the model actors (Ray Data, as ``raysim simulate``) into FIT/run, a run
+directory like any other: a killed fit resumes where it stopped. The fitter then reads the
+sample's rows and real answers and ``FIT/fit.yaml`` is written atomically (raysim.fits.artefact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import yaml
+
+from ..fits import FITTERS, Fit, Fitter, FitterError, write_fit
+from ..mappings import from_mapping
+from ..runs.results import read_results
+from ..runs.rundir import config_hash, load_run_config, results_dir
+from ..survey.codebook import Codebook, load_codebook
+from ..survey.columns import BASE_COLUMNS, ID
+from ..survey.population import read_population
+from .config import ConfigError, RunConfig, load_config, parse_config
+from .progress import log
+from .simulate import run, sample
+
+RUN = "run"
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    fitter: Fitter
+    name: str
+    run: RunConfig
+
+
+def parse_fit_config(raw: Any, where: str = "fit config") -> FitConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a fit config is a YAML mapping")
+    unknown = sorted(set(raw) - {"fitter", "params", "run"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: ['fitter', 'params', 'run']")
+    for key in ("fitter", "run"):
+        if key not in raw:
+            raise ConfigError(f"{where}: lacks required key {key!r}")
+    try:
+        cls = FITTERS.get(str(raw["fitter"]), f"{where}: fitter")
+        params = from_mapping(cls.Params, raw.get("params"), f"{where}: params", FitterError)
+    except FitterError as e:
+        raise ConfigError(str(e)) from None
+    run_config = load_config(raw["run"]) if isinstance(raw["run"], str) else parse_config(raw["run"])
+    if run_config.answer not in cls.answer_modes:
+        raise ConfigError(f"{where}: fitter {raw['fitter']!r} fits from answer modes {list(cls.answer_modes)}, "
+                          f"the run's is {run_config.answer!r}")
+    return FitConfig(fitter=cls(params), name=str(raw["fitter"]), run=run_config)
+
+
+def load_fit_config(path: str | Path) -> FitConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such fit config")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    return parse_fit_config(raw, str(path))
+
+
+@dataclass
+class _Sample:
+    """The ``FitContext`` of a fit: the simulated run's rows and the sample's real answers."""
+
+    codebook: Codebook
+    qids: tuple[str, ...]
+    respondents: pd.DataFrame
+    answer_mode: str
+    run_dir: Path
+
+    def answer(self) -> pd.DataFrame:
+        return read_results(results_dir(self.run_dir))
+
+
+def fit(config: FitConfig, out: str | Path, emit: Callable[[str], None] = log) -> Fit:
+    out = Path(out).resolve()
+    run_dir = out / RUN
+    run(config.run, run_dir, emit=emit)
+    resolved = load_run_config(run_dir)
+    qids = tuple(resolved["questions"])
+    population = resolved["population"]
+    ids = sample(Path(population), config.run)[ID].to_numpy()
+    people = read_population(population, columns=[*BASE_COLUMNS, *qids], ids=ids)
+    context = _Sample(load_codebook(resolved["codebook"]), qids, people, config.run.answer, run_dir)
+    emit(f"fitting {config.name} on {len(people)} respondents × {len(qids)} questions")
+    result = config.fitter.fit(context)
+    done = write_fit(out, fitter=config.name, params=asdict(config.fitter.params),
+                     run={"config_hash": config_hash(resolved), "method": resolved["method"],
+                          "answer": resolved["answer"], "population_source": resolved["population_source"],
+                          "respondents": len(people), "questions": len(qids)},
+                     result=result)
+    emit(f"fit written: {done.path} ({', '.join(f'{k}: {v}' for k, v in result.items())})")
+    return done
