@@ -32,7 +32,7 @@ import torch
 from engine_throughput import build_requests
 
 from raysim.engine.backends import EngineSpec, make_engine
-from raysim.engine.base import Sampling
+from raysim.engine.base import Decoding
 from raysim.engine.loading import ModelSpec, model_preset, preset_for
 
 
@@ -63,7 +63,7 @@ def main() -> None:
                                                  "gpu_memory_utilization": a.gpu_memory_utilization}))
     qids, batteries, per_respondent = build_requests(hf.hidden_size, preset, a.respondents, a.questions, a.seed)
     requests = [r for rs in per_respondent for r in rs]
-    sampling = Sampling(temperature=0.7, top_k=20, max_new_tokens=a.max_new_tokens)
+    sampling = Decoding(temperature=0.7, top_k=20, max_new_tokens=a.max_new_tokens)
 
     rates, answers = {}, {}
     for name, engine in (("hf", hf), ("vllm", vllm)):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from raysim.engine.backends import EngineSpec, make_engine
-from raysim.engine.base import Sampling
+from raysim.engine.base import Decoding
 from raysim.engine.hf import HFEngine
 from raysim.engine.loading import ModelSpec, model_preset
 from raysim.engine.plan import InjectionPlan, Term
@@ -66,7 +66,7 @@ def build_requests(hidden_size: int, preset: dict, respondents: int, questions: 
     return qids, batteries, per_respondent
 
 
-def reference_rate(engine: HFEngine, requests, sampling: Sampling) -> float:
+def reference_rate(engine: HFEngine, requests, sampling: Decoding) -> float:
     """One prompt at a time through ``generate`` with the same hooks and plans."""
     model, tok = engine.model, engine.tokenizer
     t0 = time.perf_counter()
@@ -123,7 +123,7 @@ def main() -> None:
     qids, batteries, per_respondent = build_requests(engine.hidden_size, preset, a.respondents, a.questions, a.seed)
     engine_reqs = [r for rs in per_respondent for r in rs]
     ref_reqs = per_respondent[0][:: a.ref_every]
-    sampling = Sampling(temperature=0.7, top_k=20, max_new_tokens=5)
+    sampling = Decoding(temperature=0.7, top_k=20, max_new_tokens=5)
 
     # Warm-up (first-call allocations, tokenizer caches) outside the timings.
     engine.score(engine_reqs[:2])

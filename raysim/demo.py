@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .engine.loading import EMBEDDED_NAME
 from .methods.kinds.uniform import LABEL as UNIFORM
-from .pipeline.config import Actors, RunConfig, Sampling
+from .pipeline.config import Actors, RunConfig, RespondentSample
 from .pipeline.simulate import ray_session, run
 from .report.scorecard import score_run
 from .survey.sources import PopulationSource
@@ -52,7 +52,7 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, n_boot: int = 100,
                 pop.source.write(path)
             for method, label in LABELS.items():
                 config = RunConfig(population=PathSource(str(path)), method=method,
-                                   sampling=Sampling(per_country=pop.per_country, countries=pop.countries, seed=seed),
+                                   sampling=RespondentSample(per_country=pop.per_country, countries=pop.countries, seed=seed),
                                    questions=pop.questions, actors=Actors(number=2, batch_size=pop.batch_size))
                 run_dir = out / f"{pop.name}-{method}"
                 run(config, run_dir)

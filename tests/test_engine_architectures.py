@@ -17,7 +17,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from engine_helpers import brute_force
-from raysim.engine.base import Option, Request, Sampling
+from raysim.engine.base import Option, Request, Decoding
 from raysim.engine.hf import HFEngine, HFOptions
 from raysim.engine.loading import LoadedModel, embedded_default_dir, prepare, random_model
 from raysim.engine.plan import InjectionPlan, Term
@@ -75,7 +75,7 @@ def test_zero_vector_is_no_injection_and_hooks_leave_nothing(engine):
     zero = InjectionPlan((Term(2, np.zeros(engine.loaded.hidden_size, dtype=np.float32)),))
     np.testing.assert_allclose(engine.score([Request(PREFIX, Q_FAMILY, SCALE, zero)])[0].probs, plain, atol=1e-7)
     engine.score([Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, sigma=1.0, scale=5.0, final=True))])
-    engine.generate([Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, sigma=1.0))], Sampling(max_new_tokens=3))
+    engine.generate([Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, sigma=1.0))], Decoding(max_new_tokens=3))
     assert engine.hooks.idle
     with torch.inference_mode():
         after = engine.model(ids).logits
@@ -113,7 +113,7 @@ def test_large_vector_moves_distribution(engine):
 
 def test_generation_alone_equals_inside_batch(engine):
     target = Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, seed=1, sigma=0.3), seed=42)
-    sampling = Sampling(temperature=0.7, top_k=20, max_new_tokens=6)
+    sampling = Decoding(temperature=0.7, top_k=20, max_new_tokens=6)
     alone = engine.generate([target], sampling)[0]
     assert alone.n_tokens > 0 and alone.text
     assert engine.generate(_mixed(engine, target), sampling)[2].text == alone.text
@@ -138,6 +138,6 @@ def test_sliding_window_models_within_the_window(tokenizer, model_type, window):
     assert len(batches) > 1 and prefix + 40 > 64
     for req, got in zip(reqs, engine.score(reqs)):
         np.testing.assert_allclose(got.probs, brute_force(engine, req), atol=1e-4)
-    assert engine.generate(reqs[:2], Sampling(max_new_tokens=4))[0].n_tokens > 0
+    assert engine.generate(reqs[:2], Decoding(max_new_tokens=4))[0].n_tokens > 0
     with pytest.raises(ValueError, match="sliding attention window of 64"):
         engine.score([Request(PREFIX, Q_FAMILY * 3, SCALE)])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine_helpers import brute_force
-from raysim.engine.base import Option, Request, Sampling
+from raysim.engine.base import Option, Request, Decoding
 from raysim.engine.hf import HFEngine
 from raysim.engine.loading import ModelSpec, load_model
 from raysim.engine.plan import InjectionPlan, Term
@@ -115,7 +115,7 @@ def test_alone_equals_inside_mixed_batch(engine):
     ]
     alone = engine.score([target])[0]
     np.testing.assert_allclose(engine.score(mixed)[2].probs, alone.probs, atol=1e-5)
-    sampling = Sampling(temperature=0.7, top_k=20, max_new_tokens=6)
+    sampling = Decoding(temperature=0.7, top_k=20, max_new_tokens=6)
     gen_alone = engine.generate([target], sampling)[0]
     gen_mixed = engine.generate(mixed, sampling)
     assert gen_mixed[2].text == gen_alone.text
@@ -124,7 +124,7 @@ def test_alone_equals_inside_mixed_batch(engine):
 
 def test_generation_greedy_parses_and_counts_invalid(engine):
     results = engine.generate([Request(PREFIX, Q_FAMILY, SCALE, seed=s) for s in range(2)],
-                              Sampling(temperature=0.0, max_new_tokens=4))
+                              Decoding(temperature=0.0, max_new_tokens=4))
     assert results[0].text == results[1].text   # greedy ignores the seed
     for r in results:
         assert r.n_tokens <= 4
@@ -217,7 +217,7 @@ def test_response_means_read_while_decoding_equal_a_forward_of_prompt_and_respon
     questions = ["What is 2+2? Answer with the number only.", "Is the sky blue? Yes or no.", "Describe your town."]
     requests = [Request(prefix, q, (Option(0, "-"),), plan=plan, seed=k) for k, q in enumerate(questions)]
     layers = [0, 1, 15, 30]
-    sampling = Sampling(temperature=0.7, max_new_tokens=12)
+    sampling = Decoding(temperature=0.7, max_new_tokens=12)
     results, means = engine.generate_with_means(requests, sampling, layers)
     if not system:   # rows that stop on their own and rows cut at the length cap
         assert {r.n_tokens < 12 for r in results} == {True, False}

@@ -69,7 +69,9 @@ class ScoreResult:
 
 
 @dataclass(frozen=True)
-class Sampling:
+class Decoding:
+    """How generated answers are sampled (temperature, top-k/top-p, length)."""
+
     temperature: float = 0.7
     top_k: int = 20
     top_p: float = 1.0
@@ -145,11 +147,11 @@ class LM(abc.ABC):
                     tuple(o.code for o in requests[item.index].options), probs / probs.sum(), ll)
         return results  # type: ignore[return-value]
 
-    def generate(self, requests: Sequence[Request], sampling: Sampling = Sampling()) -> list[GenerationResult]:
+    def generate(self, requests: Sequence[Request], sampling: Decoding = Decoding()) -> list[GenerationResult]:
         """Sampled answers (per-request seeds), stopped at the end of the turn, parsed to a code."""
         return self._generate(requests, sampling, None)[0]
 
-    def generate_with_means(self, requests: Sequence[Request], sampling: Sampling,
+    def generate_with_means(self, requests: Sequence[Request], sampling: Decoding,
                             layers: Sequence[int]) -> tuple[list[GenerationResult], np.ndarray]:
         """:meth:`generate`, plus per request the mean hidden state over its response tokens (the
         generated ids, stop excluded) at each of ``layers``: [requests, layers, hidden], zeros for
@@ -157,7 +159,7 @@ class LM(abc.ABC):
         (:meth:`hidden_means_ids`); a backend may read them while decoding instead."""
         return self._generate(requests, sampling, self._checked_layers(layers))
 
-    def _generate(self, requests: Sequence[Request], sampling: Sampling,
+    def _generate(self, requests: Sequence[Request], sampling: Decoding,
                   layers: list[int] | None) -> tuple[list[GenerationResult], np.ndarray | None]:
         results: list[GenerationResult | None] = [None] * len(requests)
         means = None
@@ -226,7 +228,7 @@ class LM(abc.ABC):
         continuous batch) takes them all at once."""
         return [self._score_group(group, temperature) for group in groups]
 
-    def _generate_groups(self, groups: list[TokenGroup], sampling: Sampling, seeds: list[list[int]],
+    def _generate_groups(self, groups: list[TokenGroup], sampling: Decoding, seeds: list[list[int]],
                          layers: list[int] | None) -> list[tuple[list[list[int]], np.ndarray | None]]:
         """:meth:`_generate_group` for every group (``seeds[g]``: group g's per-item seeds)."""
         return [self._generate_group(group, sampling, s, self.stop_ids, layers) for group, s in zip(groups, seeds)]
@@ -237,7 +239,7 @@ class LM(abc.ABC):
         token's under softmax(logits / temperature)."""
 
     @abc.abstractmethod
-    def _generate_group(self, group: TokenGroup, sampling: Sampling, seeds: list[int], stop_ids: frozenset[int],
+    def _generate_group(self, group: TokenGroup, sampling: Decoding, seeds: list[int], stop_ids: frozenset[int],
                         layers: list[int] | None) -> tuple[list[list[int]], np.ndarray | None]:
         """Per item, the generated token ids (up to and including a stop id) and, if ``layers``,
         the [items, layers, hidden] response means (:meth:`generate_with_means`)."""

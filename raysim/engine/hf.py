@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from raysim.engine.base import LM, Sampling, TokenGroup, TokenItem
+from raysim.engine.base import LM, Decoding, TokenGroup, TokenItem
 from raysim.engine.hooks import InjectionHooks
 from raysim.engine.loading import LoadedModel, decoder_layers
 from raysim.engine.noise import as_seed
@@ -224,7 +224,7 @@ class HFEngine(LM):
     # ------------------------------------------------------------------ generation
 
     @torch.inference_mode()
-    def _generate_group(self, group: TokenGroup, sampling: Sampling, seeds: list[int], stop_ids: frozenset[int],
+    def _generate_group(self, group: TokenGroup, sampling: Decoding, seeds: list[int], stop_ids: frozenset[int],
                         layers: list[int] | None) -> tuple[list[list[int]], np.ndarray | None]:
         prefix_cache = self._prefix_cache(group)
         p = len(group.prefix)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raysim.engine.base import LM, Sampling, TokenGroup
+from raysim.engine.base import LM, Decoding, TokenGroup
 from raysim.engine.loading import EMBEDDED_NAME, ModelSpec, checkpoint_fingerprint, resolve_source
 from raysim.engine.noise import as_seed
 from raysim.engine.plan import InjectionPlan
@@ -250,11 +250,11 @@ class VLLMEngine(LM):
 
     # ------------------------------------------------------------------ generation
 
-    def _generate_group(self, group: TokenGroup, sampling: Sampling, seeds: list[int], stop_ids: frozenset[int],
+    def _generate_group(self, group: TokenGroup, sampling: Decoding, seeds: list[int], stop_ids: frozenset[int],
                         layers: list[int] | None) -> tuple[list[list[int]], np.ndarray | None]:
         return self._generate_groups([group], sampling, [seeds], layers)[0]
 
-    def _generate_groups(self, groups: list[TokenGroup], sampling: Sampling, seeds: list[list[int]],
+    def _generate_groups(self, groups: list[TokenGroup], sampling: Decoding, seeds: list[list[int]],
                          layers: list[int] | None) -> list[tuple[list[list[int]], np.ndarray | None]]:
         from vllm import SamplingParams
 

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..engine.base import LM, Option, Request, Sampling
+from ..engine.base import LM, Option, Request, Decoding
 from ..engine.noise import derive_seed
 from .dataset import DemographicDataset, dataset_hash
 from .library import Manifest, VectorLibrary
@@ -33,8 +33,8 @@ class BuildParams:
     top_k: int = 20
     seed: int = 0
 
-    def sampling(self) -> Sampling:
-        return Sampling(temperature=self.temperature, top_k=self.top_k, max_new_tokens=self.max_new_tokens)
+    def sampling(self) -> Decoding:
+        return Decoding(temperature=self.temperature, top_k=self.top_k, max_new_tokens=self.max_new_tokens)
 
 
 @dataclass(frozen=True)

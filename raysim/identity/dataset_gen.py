@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from raysim.engine.base import LM, Option, Request, Sampling
+from raysim.engine.base import LM, Option, Request, Decoding
 from raysim.engine.noise import derive_seed
 from raysim.survey.codebook import Codebook, Item, load_codebook
 
@@ -217,7 +217,7 @@ def generate_dataset(engine: LM, codebook: Codebook, n_questions: int = FULL_QUE
         rounds += 1
         requests = [j.request(seed) for j in pending]
         most = max(min(CHUNK, j.open) for j in pending)
-        sampling = Sampling(temperature=TEMPERATURE, top_k=TOP_K, max_new_tokens=TOKENS_PER_ITEM * most + 32)
+        sampling = Decoding(temperature=TEMPERATURE, top_k=TOP_K, max_new_tokens=TOKENS_PER_ITEM * most + 32)
         results = engine.generate(requests, sampling)
         accepted = 0
         for job, result in zip(pending, results):

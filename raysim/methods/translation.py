@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from ..atomic import write_atomic
-from ..engine.base import Option, Request, Sampling
+from ..engine.base import Option, Request, Decoding
 from ..engine.noise import derive_seed
 from ..survey.batteries import BatteryItem, battery_items
 from ..survey.codebook import Codebook, Item
@@ -282,7 +282,7 @@ def _generate(engine: LM, texts: Sequence[str], source: str, target: str, seed: 
         requests.append(Request(prefix=(system,), question=(user,), options=(Option(0, "-"),),
                                 qid=f"translate/{source}-{target}/{k}",
                                 seed=derive_seed(seed, f"{source}-{target}\x00{text}")))
-    sampling = Sampling(temperature=_TEMPERATURE, top_k=_TOP_K, max_new_tokens=budget)
+    sampling = Decoding(temperature=_TEMPERATURE, top_k=_TOP_K, max_new_tokens=budget)
     return [r.text for r in engine.generate(requests, sampling)]
 
 

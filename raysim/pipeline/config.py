@@ -51,7 +51,9 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class Sampling:
+class RespondentSample:
+    """Which respondents of the population a run simulates (``sampling:`` in the config)."""
+
     per_country: int | None = None   # None: every respondent (or n of them)
     countries: tuple[str, ...] = ()  # (): every country
     seed: int = 0
@@ -84,7 +86,7 @@ class Actors:
 class RunConfig:
     population: PopulationSource
     method: str
-    sampling: Sampling = Sampling()
+    sampling: RespondentSample = RespondentSample()
     questions: int = 0
     answer: str = "logprob"
     model: ModelSpec = ModelSpec()
@@ -239,7 +241,7 @@ def parse_config(raw: Any) -> RunConfig:
         sampling["countries"] = tuple(sampling["countries"] or ())
     parts = {
         "population": population,
-        "sampling": _build(Sampling, sampling, "sampling"),
+        "sampling": _build(RespondentSample, sampling, "sampling"),
         "model": _build(ModelSpec, raw.get("model"), "model"),
         "actors": _build(Actors, raw.get("actors"), "actors"),
     }

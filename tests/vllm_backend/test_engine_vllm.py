@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from raysim.engine.base import Option, Request, Sampling
+from raysim.engine.base import Option, Request, Decoding
 from raysim.engine.hf import HFEngine
 from raysim.engine.loading import load_model
 from raysim.engine.plan import InjectionPlan, Term
@@ -102,7 +102,7 @@ def test_scale_zero_plans_equal_stock_vllm(vllm_engine):
                                            use_tqdm=False)[0]
             want.append(sum(out.prompt_logprobs[len(ids) + i][t].logprob for i, t in enumerate(cont)))
         np.testing.assert_allclose(res.logliks, want, rtol=0, atol=LOGLIK_ATOL)
-    sampling = Sampling(temperature=0.0, max_new_tokens=10)
+    sampling = Decoding(temperature=0.0, max_new_tokens=10)
     for req, res in zip(requests, vllm_engine.generate(requests, sampling)):
         ids = vllm_engine.encode(vllm_engine.chat(req.prefix + req.question, add_generation_prompt=True))
         out = vllm_engine.llm.generate({"prompt_token_ids": ids},
@@ -112,9 +112,9 @@ def test_scale_zero_plans_equal_stock_vllm(vllm_engine):
         assert res.token_ids == tuple(t for t in out.outputs[0].token_ids if t not in vllm_engine.stop_ids)
 
 
-@pytest.mark.parametrize("sampling", [Sampling(temperature=0.0, max_new_tokens=12),
-                                      Sampling(temperature=1.0, top_k=20, max_new_tokens=12),
-                                      Sampling(temperature=0.9, top_k=0, top_p=0.9, max_new_tokens=12)],
+@pytest.mark.parametrize("sampling", [Decoding(temperature=0.0, max_new_tokens=12),
+                                      Decoding(temperature=1.0, top_k=20, max_new_tokens=12),
+                                      Decoding(temperature=0.9, top_k=0, top_p=0.9, max_new_tokens=12)],
                          ids=["greedy", "top_k", "top_p"])
 def test_generations_equal_the_hf_engine(vllm_engine, hf_engine, sampling):
     requests = _requests(_plans())
@@ -129,7 +129,7 @@ def test_generations_equal_the_hf_engine(vllm_engine, hf_engine, sampling):
 def test_a_request_alone_equals_it_in_a_mixed_batch(vllm_engine):
     requests = _requests(_plans())
     batch_scores = vllm_engine.score(requests)
-    sampling = Sampling(temperature=1.0, top_k=20, max_new_tokens=10)
+    sampling = Decoding(temperature=1.0, top_k=20, max_new_tokens=10)
     batch_gen = vllm_engine.generate(requests, sampling)
     for k in (2, 7, 10):
         alone = vllm_engine.score([requests[k]])[0]
@@ -176,7 +176,7 @@ def test_prefix_caching_on_and_off_give_the_same_results(vllm_engine):
     uncached = VLLMEngine(options=VLLMOptions(max_model_len=1024, enable_prefix_caching=False,
                                               max_num_batched_tokens=64, max_num_seqs=16))
     requests = _requests(_plans())
-    sampling = Sampling(temperature=1.0, top_k=20, max_new_tokens=10)
+    sampling = Decoding(temperature=1.0, top_k=20, max_new_tokens=10)
     before = dict(vllm_engine.stats)
     first = vllm_engine.score(requests)
     second = vllm_engine.score(requests)      # the same prompts: prefixes come from the cache
@@ -212,7 +212,7 @@ def test_hidden_means_equal_the_hf_engine(vllm_engine, hf_engine):
 
 def test_generation_means_equal_the_hf_engine(vllm_engine, hf_engine):
     requests = _requests(_plans())
-    sampling = Sampling(temperature=1.0, top_k=20, max_new_tokens=6)   # some answers hit the cap
+    sampling = Decoding(temperature=1.0, top_k=20, max_new_tokens=6)   # some answers hit the cap
     got, got_means = vllm_engine.generate_with_means(requests, sampling, [0, 9, 30])
     want, want_means = hf_engine.generate_with_means(requests, sampling, [0, 9, 30])
     assert [g.token_ids for g in got] == [w.token_ids for w in want]

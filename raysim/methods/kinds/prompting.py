@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...engine.base import Request, Sampling
+from ...engine.base import Request, Decoding
 from ...engine.noise import derive_seed
 from ...engine.plan import InjectionPlan, scoped
 from ...survey.batteries import battery_items
@@ -38,8 +38,8 @@ class Generate:
     top_k: int = 20
     max_new_tokens: int = 10
 
-    def sampling(self) -> Sampling:
-        return Sampling(temperature=self.temperature, top_k=self.top_k, max_new_tokens=self.max_new_tokens)
+    def sampling(self) -> Decoding:
+        return Decoding(temperature=self.temperature, top_k=self.top_k, max_new_tokens=self.max_new_tokens)
 
 
 @dataclass(frozen=True)

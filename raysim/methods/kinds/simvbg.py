@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ...engine.base import Option, Request, Sampling
+from ...engine.base import Option, Request, Decoding
 from ...engine.noise import derive_seed
 from ...survey.codebook import Codebook
 from ...survey.population import ID
@@ -71,7 +71,7 @@ class SimvbgKind(PromptingKind):
             prompt = load_prompts(language).simvbg_background.format(profile=self.profile(row, language))
             requests.append(Request(prefix=(), question=prompt, options=(Option(0, "-"),),
                                     seed=derive_seed(seed, f"background:{int(row[ID])}")))
-        sampling = Sampling(temperature=params.generate.temperature, top_k=params.generate.top_k,
+        sampling = Decoding(temperature=params.generate.temperature, top_k=params.generate.top_k,
                             max_new_tokens=params.background_tokens)
         return [g.text for g in self.engine.generate(requests, sampling)]
 
