@@ -2,22 +2,59 @@
 rename it into place, fsync the directory. Readers see all or nothing, a crash leaves the old
 content (or none), and after the call returns the new content survives a power cut.
 
-Temporary siblings are hidden and named ``.<name>.tmp-<hex>``, so a reader that lists a
-directory never sees one and a cleaner can find those a killed writer left.
+Temporary siblings are hidden and named ``.<name>.tmp-<host>-<pid>-<hex>``, so a reader that
+lists a directory never sees one, and the next writer of ``<name>`` removes those whose writer
+died (same host, process gone; from another host, a day old).
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import shutil
+import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Callable
 
+_TMP = re.compile(r"\.tmp-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{8}")
+FOREIGN_STALE_S = 24 * 3600   # a writer on another host cannot be asked whether it lives
+
 
 def temporary_sibling(path: Path, suffix: str = "") -> Path:
     """A hidden name next to ``path`` for building it (``suffix`` for writers that need one)."""
-    return path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{suffix}"
+    return path.parent / f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's live process
+        return True
+    return True
+
+
+def remove_stale(path: Path) -> list[Path]:
+    """Remove the temporary siblings of ``path`` that writers which died left behind."""
+    removed = []
+    host, now = socket.gethostname(), time.time()
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        m = _TMP.match(tmp.name[len(path.name) + 1:])
+        try:
+            if m and m["host"] == host:
+                stale = not _alive(int(m["pid"]))
+            else:   # another host's writer, or one from before names held their writer
+                stale = now - tmp.lstat().st_mtime > FOREIGN_STALE_S
+        except FileNotFoundError:   # its writer published or removed it meanwhile
+            continue
+        if stale:
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def fsync(path: Path) -> None:
@@ -33,6 +70,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], object], *, suffix: s
     """Call ``write(tmp)`` on a temporary sibling of ``path``, then make it ``path``; if ``write``
     fails, ``path`` is untouched and the temporary file removed."""
     path = Path(path)
+    remove_stale(path)
     tmp = temporary_sibling(path, suffix)
     try:
         write(tmp)
@@ -52,6 +90,7 @@ def staging_dir(target: str | Path) -> Path:
     """A new hidden directory next to ``target`` to build it in (``publish_dir`` moves it)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target)
     staging = temporary_sibling(target)
     staging.mkdir()
     return staging
@@ -71,7 +110,7 @@ def publish_dir(staging: Path, target: str | Path, *, replace: bool = True) -> b
         if not replace:
             shutil.rmtree(staging, ignore_errors=True)
             return False
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        old = temporary_sibling(target, ".old")
         os.replace(target, old)
     try:
         os.rename(staging, target)

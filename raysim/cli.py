@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import shlex
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -113,10 +115,11 @@ def _demo(a: argparse.Namespace) -> int:
 
 def _simulate(a: argparse.Namespace) -> int:
     from .pipeline.config import load_config
-    from .pipeline.simulate import ray_session, run
+    from .pipeline.session import ray_session
+    from .pipeline.simulate import run
 
     config = load_config(a.config)   # bad configs fail before Ray starts
-    with ray_session():
+    with ray_session(lazy=True):   # Ray starts once the input is checked
         run(config, a.out, limit=a.limit)
     print(f"score it: raysim score {a.out}")
     return 0
@@ -147,6 +150,41 @@ def _score(a: argparse.Namespace) -> int:
     return 0
 
 
+def _personas_descriptors(a: argparse.Namespace) -> int:
+    from .engine.backends import make_engine
+    from .engine.loading import ModelSpec
+    from .methods.descriptors_gen import generate_descriptors, write_descriptors
+    from .survey.codebook import load_codebook
+
+    codebook = load_codebook("wvs7")
+    model = ModelSpec(name_or_path=a.generator, device=a.device, dtype=a.dtype)
+    model.check()
+    engine = make_engine(model)
+    made = generate_descriptors(engine, codebook, a.variant, seed=a.seed, max_retries=a.max_retries, strict=a.strict)
+    write_descriptors(made, codebook, a.out, variant=a.variant, generator=engine.name)
+    total = sum(len(d) for d in made.descriptors.values())
+    print(f"wrote {a.out}: {total - len(made.fallback)} of {total} descriptors written by {engine.name} "
+          f"({made.attempts} requests), {len(made.fallback)} kept from the shipped set")
+    print(f"use it: descriptors: {a.out} in a value_persona method config")
+    return 0
+
+
+def _map(a: argparse.Namespace) -> int:
+    from .report.cultural_map import make_map, summary
+
+    positions = make_map(a.population, a.runs or [], a.out)
+    print(summary(positions))
+    print(f"wrote map.csv, loadings.csv, map.png in {a.out}")
+    return 0
+
+
+def _repair(a: argparse.Namespace) -> int:
+    from .runs.repair import repair_run
+
+    print("\n".join(repair_run(a.run_dir).lines()))
+    return 0
+
+
 def _experiment(a: argparse.Namespace) -> int:
     from .pipeline.experiment import load_experiment, run_experiment
 
@@ -160,10 +198,10 @@ def _experiment(a: argparse.Namespace) -> int:
 
 def _fit(a: argparse.Namespace) -> int:
     from .pipeline.fit_job import fit, load_fit_config
-    from .pipeline.simulate import ray_session
+    from .pipeline.session import ray_session
 
     config = load_fit_config(a.config)   # a bad config fails before Ray starts
-    with ray_session():
+    with ray_session(lazy=True):
         done = fit(config, a.out)
     print(f"use it: fit: {done.path.parent} in a run config (with postprocess: [...] where the fitter calibrates)")
     return 0
@@ -186,7 +224,7 @@ def _identity_build(a: argparse.Namespace) -> int:
     from .engine.loading import ModelSpec
     from .identity.build import BuildParams
     from .identity.dataset import load_dataset
-    from .pipeline.simulate import ray_session
+    from .pipeline.session import ray_session
     from .pipeline.vectors import build_library, language_step
 
     from .survey.codebook import load_codebook
@@ -194,6 +232,7 @@ def _identity_build(a: argparse.Namespace) -> int:
     # a bad dataset fails before Ray starts; a given one may hold any of the codebook's attributes
     dataset = load_dataset(a.dataset, load_codebook(a.codebook), **({"attributes": None} if a.dataset else {}))
     model = ModelSpec(name_or_path=a.model, dtype=a.dtype, device=a.device)
+    model.check()
     languages = [] if a.languages == "none" else a.languages.split(",")
     corpus: dict[str, list[str]] = {}
     for item in a.corpus or []:
@@ -262,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="raysim", description=__doc__.split(".")[0] if __doc__ else None)
     p.add_argument("--version", action="version", version=f"raysim {__version__}")
+    p.add_argument("--verbose", action="store_true",
+                   help="show the traceback of a failure (anywhere on the command line; or RAYSIM_VERBOSE=1)")
     sub = p.add_subparsers(dest="command", required=True)
 
     cb = sub.add_parser("codebook", help="the survey codebook").add_subparsers(dest="sub", required=True)
@@ -360,6 +401,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="post-processing steps as YAML text or a YAML file, e.g. '[{temperature: "
                         "{temperature: 1.5}}]' (default: the run config's postprocess; none: no steps)")
     s.set_defaults(fn=_score)
+    pers = sub.add_parser("personas", help="value personas").add_subparsers(dest="sub", required=True)
+    s = pers.add_parser("descriptors", help="have a local instruct model write value descriptors (a descriptors "
+                        "YAML for value_persona methods)",
+                        description="Write value descriptors with a local model. Example: raysim personas descriptors "
+                        "--generator embedded --variant no_hedge -o descriptors.yaml")
+    s.add_argument("--generator", default="embedded", help="model path, hub id, or 'embedded' (default)")
+    s.add_argument("--variant", choices=["composable", "modular", "no_hedge"], default="composable",
+                   help="composable (hedged, default) | modular (names its topic) | no_hedge")
+    s.add_argument("-o", "--out", required=True, help="the descriptors YAML to write")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-retries", type=int, default=3, help="new attempts for an invalid reply (default 3)")
+    s.add_argument("--strict", action="store_true", help="an option without a valid descriptor is an error "
+                   "(default: it keeps the shipped one, counted)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--dtype", default="float32")
+    s.set_defaults(fn=_personas_descriptors)
+    s = sub.add_parser("map", help="the Inglehart–Welzel map: fitted on a population's real answers, runs' "
+                       "simulated respondents projected through the same fit",
+                       description="Inglehart–Welzel cultural map. Example: raysim map pop/ --runs runs/exp/runs/pe "
+                       "-o maps/pe (a run must simulate the map's items: Q164 Q8 Q14 Q15 Q17 Q184 Q254 Q45 Q154 "
+                       "Q155 Q46 Q182 Q209 Q57).")
+    s.add_argument("population", help="a population directory with the ten indicators' items")
+    s.add_argument("--runs", nargs="*", default=None, metavar="RUN", help="run directories to project (one per method)")
+    s.add_argument("-o", "--out", required=True, help="output directory (map.csv, loadings.csv, map.png)")
+    s.set_defaults(fn=_map)
+    s = sub.add_parser("repair", help="make a damaged run directory consistent: keep the newest complete answers "
+                       "per respondent, remove duplicate rows, incomplete answer sets, unreadable shards",
+                       description="Repair a run directory (e.g. one two runs wrote into at once before run "
+                       "directories were locked). Example: raysim repair runs/demo/cardata-pe; then rerun "
+                       "raysim simulate to fill what was removed.")
+    s.add_argument("run_dir")
+    s.set_defaults(fn=_repair)
     ident = sub.add_parser("identity", help="PSII identity vectors").add_subparsers(dest="sub", required=True)
     s = ident.add_parser("build", help="build a vector library (demographic + language vectors) on Ray")
     s.add_argument("--model", default="embedded", help="model path or hub id (default: the embedded default)")
@@ -406,8 +479,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Bad input, the user's to fix: one line, exit 2. Anything else is a fault: one line, exit 1.
+BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    before = os.environ.get("RAYSIM_VERBOSE")
+    verbose = "--verbose" in argv or before == "1"
+    if verbose:   # for the Ray sessions this command starts (raysim.logs)
+        os.environ["RAYSIM_VERBOSE"] = "1"
+    try:
+        return _run([a for a in argv if a != "--verbose"], verbose)
+    finally:
+        if before is None:
+            os.environ.pop("RAYSIM_VERBOSE", None)
+
+
+def _run(argv: list[str], verbose: bool) -> int:
     key = next((k for k in FORWARDED if tuple(argv[:len(k)]) == k), None)
     try:
         if key:
@@ -416,10 +505,20 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         args.argv = argv
         return args.fn(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        # Bad input is the user's to fix: one line, no traceback.
-        print(f"raysim: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("raysim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:   # `raysim methods | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as e:  # noqa: BLE001 (the one place every failure is turned into a line)
+        from .errors import describe
+
+        code, line = describe(e, BAD_INPUT)
+        if verbose:
+            traceback.print_exc()
+        print(f"raysim: error: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from pathlib import Path
 from .engine.loading import EMBEDDED_NAME
 from .methods.kinds.uniform import LABEL as UNIFORM
 from .pipeline.config import Actors, RunConfig, RespondentSample
-from .pipeline.simulate import ray_session, run
+from .pipeline.session import ray_session
+from .pipeline.simulate import run
 from .report.scorecard import score_run
 from .survey.sources import PopulationSource
 from .survey.sources.cardata_source import CarDataSource

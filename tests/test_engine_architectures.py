@@ -17,6 +17,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from engine_helpers import brute_force
+from tolerances import assert_distributions_close
 from raysim.engine.base import Option, Request, Decoding
 from raysim.engine.hf import HFEngine, HFOptions
 from raysim.engine.loading import LoadedModel, embedded_default_dir, prepare, random_model
@@ -95,14 +96,14 @@ def _mixed(engine, target):
 def test_alone_equals_inside_mixed_batch(engine):
     target = Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, seed=1, sigma=0.3), seed=42)
     alone = engine.score([target])[0].probs
-    np.testing.assert_allclose(engine.score(_mixed(engine, target))[2].probs, alone, atol=1e-5)
+    assert_distributions_close(engine.score(_mixed(engine, target))[2].probs, alone)
 
 
 def test_prefix_shared_equals_brute_force(engine):
     plan = _plan(engine, seed=5, sigma=0.5, scale=2.0, final=True)
     reqs = [Request(PREFIX, q, opts, plan) for q, opts in ((Q_FAMILY, SCALE), (Q_TAX, SCALE), (Q_WORK, LABELS))]
     for req, got in zip(reqs, engine.score(reqs)):
-        np.testing.assert_allclose(got.probs, brute_force(engine, req), atol=1e-4)
+        assert_distributions_close(got.probs, brute_force(engine, req))
 
 
 def test_large_vector_moves_distribution(engine):
@@ -137,7 +138,7 @@ def test_sliding_window_models_within_the_window(tokenizer, model_type, window):
     prefix = len(engine._groups(reqs, with_options=True)[0].prefix)
     assert len(batches) > 1 and prefix + 40 > 64
     for req, got in zip(reqs, engine.score(reqs)):
-        np.testing.assert_allclose(got.probs, brute_force(engine, req), atol=1e-4)
+        assert_distributions_close(got.probs, brute_force(engine, req))
     assert engine.generate(reqs[:2], Decoding(max_new_tokens=4))[0].n_tokens > 0
     with pytest.raises(ValueError, match="sliding attention window of 64"):
         engine.score([Request(PREFIX, Q_FAMILY * 3, SCALE)])

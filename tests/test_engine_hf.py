@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from engine_helpers import brute_force
+from tolerances import SCALE_RTOL, assert_close_to_scale, assert_distributions_close
 from raysim.engine.base import Option, Request, Decoding
 from raysim.engine.hf import HFEngine
 from raysim.engine.loading import ModelSpec, load_model
@@ -49,7 +50,7 @@ def test_exact_scoring_equals_brute_force(engine):
         got = engine.score([req])[0]
         assert got.codes == tuple(o.code for o in options)
         assert abs(got.probs.sum() - 1) < 1e-9
-        np.testing.assert_allclose(got.probs, brute_force(engine, req), atol=1e-4)
+        assert_distributions_close(got.probs, brute_force(engine, req))
 
 
 def test_scoring_at_a_temperature_equals_brute_force(engine):
@@ -57,7 +58,7 @@ def test_scoring_at_a_temperature_equals_brute_force(engine):
     cold = engine.score(reqs)
     hot = engine.score(reqs, temperature=2.0)
     for req, h in zip(reqs, hot):
-        np.testing.assert_allclose(h.probs, brute_force(engine, req, temperature=2.0), atol=1e-4)
+        assert_distributions_close(h.probs, brute_force(engine, req, temperature=2.0))
     # Answers of one or two tokens: a hotter sampler spreads them. (Not a law for multi-token
     # labels: each option's every token, end of turn included, is flattened separately.)
     entropy = lambda p: float(-(p * np.log(p)).sum())   # noqa: E731
@@ -71,10 +72,10 @@ def test_prefix_shared_equals_separate_prompts_with_noise(engine):
     reqs = [Request(PREFIX, q, opts, plan) for q, opts in ((Q_FAMILY, SCALE), (Q_TAX, SCALE), (Q_WORK, LABELS))]
     shared = engine.score(reqs)
     for req, got in zip(reqs, shared):
-        np.testing.assert_allclose(got.probs, brute_force(engine, req), atol=1e-4)
+        assert_distributions_close(got.probs, brute_force(engine, req))
     # The same prompt with nothing declared shared (empty prefix, no cache) agrees as well.
     unshared = Request((), PREFIX + reqs[1].question, SCALE, plan)
-    np.testing.assert_allclose(engine.score([unshared])[0].probs, shared[1].probs, atol=1e-5)
+    assert_distributions_close(engine.score([unshared])[0].probs, shared[1].probs)
 
 
 def test_battery_items_sharing_a_stem_equal_separate_prompts(engine):
@@ -86,7 +87,7 @@ def test_battery_items_sharing_a_stem_equal_separate_prompts(engine):
     reqs = [Request(PREFIX, stem + topic, two, plan) for topic in ("Family", "Friends", "Leisure time")]
     assert len(engine._micro_batches(engine._groups(reqs, with_options=True)[0].items)) == 1
     for req, got in zip(reqs, engine.score(reqs)):
-        np.testing.assert_allclose(got.probs, brute_force(engine, req), atol=1e-4)
+        assert_distributions_close(got.probs, brute_force(engine, req))
 
 
 def test_zero_vector_is_no_injection_and_hooks_leave_nothing(engine):
@@ -114,7 +115,11 @@ def test_alone_equals_inside_mixed_batch(engine):
         Request(PREFIX, Q_TAX, SCALE, None, seed=3),                 # same prefix, no plan
     ]
     alone = engine.score([target])[0]
-    np.testing.assert_allclose(engine.score(mixed)[2].probs, alone.probs, atol=1e-5)
+    assert_distributions_close(engine.score(mixed)[2].probs, alone.probs)
+    # Another packed tree: more of the target's group ahead of it, so its nodes sit at other rows
+    # of a longer sequence (other kernel shapes); its distribution is the same.
+    crowded = [Request(PREFIX, f"{Q_TAX} ({k})", SCALE, target.plan) for k in range(3)] + mixed
+    assert_distributions_close(engine.score(crowded)[5].probs, alone.probs)
     sampling = Decoding(temperature=0.7, top_k=20, max_new_tokens=6)
     gen_alone = engine.generate([target], sampling)[0]
     gen_mixed = engine.generate(mixed, sampling)
@@ -161,24 +166,42 @@ def test_hidden_means_match_hidden_states(engine):
     with torch.inference_mode():
         hs = engine.model(torch.tensor([ids]), output_hidden_states=True).hidden_states
     for j, layer in enumerate([0, 5, 29]):
-        np.testing.assert_allclose(got[0, j], hs[layer][0, 1:].mean(0).numpy(), atol=1e-4)
+        assert_close_to_scale(got[0, j], hs[layer][0, 1:].mean(0))
     n = engine.loaded.n_layers
     last = engine.hidden_means([texts[0]], [(2, 3)], [n])[0, 0]   # one token: its own state
     with torch.inference_mode():
         normed = engine.model.model.norm(torch.from_numpy(last))
-    np.testing.assert_allclose(normed.numpy(), hs[n][0, 2].numpy(), atol=1e-3)
+    assert_close_to_scale(normed, hs[n][0, 2])
     chars = engine.hidden_means([texts[0]], [(4, 9)], [5], unit="char")   # "quick"
-    np.testing.assert_allclose(chars[0, 0], hs[5][0, 1:2].mean(0).numpy(), atol=1e-4)
+    assert_close_to_scale(chars[0, 0], hs[5][0, 1:2].mean(0))
     with pytest.raises(ValueError):
         engine.hidden_means(texts, [(0, 50), (0, 1)], [1])
 
 
-def test_hooks_per_row_plans_with_left_padding(engine):
+# Thread counts the kernel-variance tests run under: one, two and the machine's default (all its
+# cores), so a tolerance that holds only for one blocking of the sums fails here.
+THREADS = sorted({1, 2, torch.get_num_threads()})
+
+
+@pytest.fixture(params=THREADS, ids=lambda n: f"{n}threads")
+def threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+# Extra left padding: other batch widths, hence other kernel shapes. With 5 and 15 the longest
+# row's logits differ from its lone forward by 1.5e-4 and 3.1e-4 on the 2-core AVX-512 machine
+# these tolerances were tuned on: an absolute 1e-4 fails there as it did on an AVX-512/AMX machine
+# (7.5e-4, issue 17). Relative to the logits' scale that is 5e-6 and 1.1e-5, inside SCALE_RTOL.
+@pytest.mark.parametrize("extra_pad", [0, 5, 15])
+def test_hooks_per_row_plans_with_left_padding(engine, threads, extra_pad):
     """Rows of one padded batch carry different plans (or none) and match their lone forwards."""
     plans = [_plan(engine, seed=3, sigma=0.5), None, _plan(engine, seed=4, sigma=0.2, layers=(1, 30))]
     texts = ["Family is very important to me.", "Hi", "Work matters a great deal in my life, I think."]
     ids = [engine.encode(t) for t in texts]
-    width = max(map(len, ids))
+    width = max(map(len, ids)) + extra_pad
     batch = torch.zeros((3, width), dtype=torch.long)
     mask = torch.zeros((3, width), dtype=torch.long)
     for r, x in enumerate(ids):
@@ -186,18 +209,25 @@ def test_hooks_per_row_plans_with_left_padding(engine):
         mask[r, width - len(x):] = 1
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     dev, dt = engine.device, engine.loaded.dtype
+
+    def lone(x, plan):
+        with engine.hooks.active([plan], dev, dt):
+            return engine.model(torch.tensor([x]), position_ids=torch.arange(len(x))[None]).logits[0]
+
     with torch.inference_mode():
         with engine.hooks.active(plans, dev, dt):
             together = engine.model(batch, attention_mask=mask, position_ids=pos).logits
+        rows = [together[r, width - len(x):] for r, x in enumerate(ids)]
         for r, x in enumerate(ids):
-            with engine.hooks.active([plans[r]], dev, dt):
-                alone = engine.model(torch.tensor([x]), position_ids=torch.arange(len(x))[None]).logits[0]
-            # fp32 kernels differ between a padded batch and a lone row by ~1e-5 of the logits'
-            # scale on AVX-512/AMX CPUs even with no plan: the tolerance follows that scale
-            scale = float(alone.abs().max())
-            np.testing.assert_allclose(together[r, width - len(x):].numpy(), alone.numpy(), atol=1e-4 * scale)
-        plain = engine.model(torch.tensor([ids[0]])).logits[0]
-    assert not torch.allclose(plain, together[0, width - len(ids[0]):], atol=1e-2)   # the plan acted
+            # fp32 kernels differ between a padded batch and a lone row, even with no plan, by
+            # an amount that follows the logits' scale: compare per position to its own maximum
+            assert_close_to_scale(rows[r], lone(x, plans[r]), axis=-1, err_msg=f"row {r}")
+        plain = lone(ids[0], None)
+        other_seed = lone(ids[0], plans[0].with_seed(99))
+    # The plan acted, and the tolerance would catch its noise drawn from another seed.
+    assert float((plain - rows[0]).abs().max()) > 30 * SCALE_RTOL * float(plain.abs().max())
+    with pytest.raises(AssertionError, match="not close"):
+        assert_close_to_scale(rows[0], other_seed, axis=-1)
 
 
 def test_eager_attention_matches_sdpa(engine):
@@ -207,7 +237,7 @@ def test_eager_attention_matches_sdpa(engine):
     assert eager.model.config._attn_implementation == "eager"
     assert eager.model is not engine.model and engine.model.config._attn_implementation == "sdpa"
     req = Request(PREFIX, Q_FAMILY, SCALE, _plan(engine, seed=2, sigma=0.3))
-    np.testing.assert_allclose(eager.score([req])[0].probs, engine.score([req])[0].probs, atol=1e-5)
+    assert_distributions_close(eager.score([req])[0].probs, engine.score([req])[0].probs)
 
 
 @pytest.mark.parametrize("system", [None, "You are a retired teacher. Answer in one sentence."])
@@ -225,4 +255,4 @@ def test_response_means_read_while_decoding_equal_a_forward_of_prompt_and_respon
     expected = engine.hidden_means_ids([r.prompt_ids + r.token_ids for r in results],
                                        [(len(r.prompt_ids), len(r.prompt_ids) + len(r.token_ids)) for r in results],
                                        layers, [plan] * len(results))
-    np.testing.assert_allclose(means, expected, atol=2e-4, rtol=1e-4)
+    assert_close_to_scale(means, expected, axis=-1)   # per request and layer: one scale per vector

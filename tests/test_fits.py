@@ -78,8 +78,8 @@ def test_fit_artefacts_are_versioned_and_in_the_run_hash(tmp_path):
 def test_steps_are_checked_when_read():
     assert [s.to_config() for s in parse_steps(["temperature", {"temperature": {"temperature": 2}}])] == \
         [{"temperature": {"temperature": None}}, {"temperature": {"temperature": 2}}]
-    with pytest.raises(StepError, match=r"postprocess\[0\]: unknown post-processing step 'tilt'; known: \['temperature'"):
-        parse_steps(["tilt"])
+    with pytest.raises(StepError, match=r"postprocess\[0\]: unknown post-processing step 'tilde'; known: \['temperature', 'tilt'"):
+        parse_steps(["tilde"])
     with pytest.raises(StepError, match="temperature must be > 0"):
         parse_steps([{"temperature": {"temperature": -1}}])
     with pytest.raises(ConfigError, match=r"postprocess\[0\].temperature: unknown key"):

@@ -9,6 +9,7 @@ from raysim.engine.loading import ModelSpec, load_model
 from raysim.identity.build import BuildParams, UnitResult, assemble, demographic_vectors, run_units, units
 from raysim.identity.dataset import AttributeSet, DemographicDataset
 from raysim.identity.library import VectorLibrary
+from tolerances import assert_close_to_scale
 
 TINY = ModelSpec(random_init="tiny-llama")
 QUESTIONS = ("What do you do on a Sunday?", "How do you pay for a large purchase?", "Who cooks at home?")
@@ -29,9 +30,9 @@ def dataset(q260: dict[int, tuple[str, ...]], q285: dict[int, tuple[str, ...]] |
     return DemographicDataset(attrs, version="test")
 
 
-def build(tiny, ds) -> VectorLibrary:
+def build(tiny, ds, results: list[UnitResult] | None = None) -> VectorLibrary:
     loaded, engine = tiny
-    results = run_units(engine, units(ds), PARAMS, loaded.n_layers)
+    results = run_units(engine, units(ds), PARAMS, loaded.n_layers) if results is None else results
     return assemble(ds, results, model=loaded.name, fingerprint=loaded.fingerprint, n_layers=loaded.n_layers,
                     hidden_size=loaded.hidden_size, dtype="float32", params=PARAMS)
 
@@ -58,11 +59,16 @@ def test_two_values_with_equal_counts_are_exact_negatives(tiny):
 
 def test_a_value_with_another_values_instructions_gets_its_vector(tiny):
     same = ("You are a person who saves money.", "Speak as a careful saver.")
-    lib = build(tiny, dataset({1: same, 2: same},
-                              q285={1: same, 2: ("You earn most of the money at home.", "Speak as the main earner.")}))
-    # Identical instructions → identical responses → no difference from the pooled mean.
-    assert np.abs(lib.vector("Q260", 1)).max() < 1e-5
-    assert np.abs(lib.vector("Q260", 2)).max() < 1e-5
+    ds = dataset({1: same, 2: same}, q285={1: same, 2: ("You earn most of the money at home.", "Speak as the main earner.")})
+    results = run_units(tiny[1], units(ds), PARAMS, tiny[0].n_layers)
+    lib = build(tiny, ds, results)
+    # Identical instructions → identical responses → no difference from the pooled mean. Identical
+    # rows of one batch may still differ by kernel rounding (they do with 2 threads): the bound
+    # follows each layer's magnitude of the response means the vectors are differences of.
+    scale = np.abs(np.stack([r.sum / r.count for r in results])).max(axis=(0, 2))[:, None]
+    for value in (1, 2):
+        vector = lib.vector("Q260", value)
+        assert_close_to_scale(vector, np.zeros_like(vector), scale=scale, err_msg=f"Q260={value}")
     assert np.abs(lib.vector("Q285", 1)[1:]).max() > 1e-3
 
 

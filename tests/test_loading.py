@@ -15,6 +15,7 @@ from raysim.engine.loading import (
     EMBEDDED_INSTALL_HINT,
     EMBEDDED_NAME,
     ModelSpec,
+    PresetError,
     decoder_layers,
     embedded_default_dir,
     load_model,
@@ -101,7 +102,10 @@ def test_concurrent_conversion_loser_keeps_the_winners_directory(tmp_path, monke
         (target / "config.json").write_text("winner")
 
     monkeypatch.setattr(loading, "_convert_gguf", convert_while_another_process_wins)
+    verified = []   # (the stand-in weights are not the embedded ones)
+    monkeypatch.setattr(loading, "verify_embedded", verified.append)
     assert embedded_default_dir(tmp_path) == target
+    assert verified == [target]
     assert (target / "config.json").read_text() == "winner"
     assert [p.name for p in tmp_path.iterdir()] == [EMBEDDED_NAME]
 
@@ -222,9 +226,9 @@ def test_preset_is_a_copy():
 
 
 def test_unknown_architecture_is_a_clear_error():
-    with pytest.raises(KeyError, match="unknown model preset 'gpt-7'.*qwen2.5-7b"):
+    with pytest.raises(PresetError, match="unknown model preset 'gpt-7'.*qwen2.5-7b"):
         load_model(ModelSpec(random_init="gpt-7", n_layers=1))
-    with pytest.raises(KeyError, match="no architecture block"):
+    with pytest.raises(PresetError, match="no architecture block"):
         loading.architecture_config("smollm2-135m")
     with pytest.raises(ValueError, match="n_layers must be in 1..28"):
         loading.architecture_config("qwen2.5-7b", n_layers=29)

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layer-sweep", action="store_true",
                    help="instead of a search: each attribute alone at every layer (DIR/layer_sweep/)")
     args = p.parse_args(argv)
-    from ..pipeline.simulate import ray_session
+    from ..pipeline.session import ray_session
     from ..tune.config import load_tune
     from ..tune.data import prepare
 

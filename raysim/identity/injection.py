@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-import yaml
+from ..yamlfile import load_yaml
 
 from ..engine.base import LM
 from ..engine.noise import derive_seed
@@ -142,7 +142,7 @@ def load_preset(name_or_path: str) -> PsiiPreset:
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise FileNotFoundError(f"preset file {name_or_path!r} does not exist")
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path)
         if not isinstance(data, dict) or not data.get("psii"):
             raise PlanError(f"{path}: no psii block")
         return PsiiPreset.from_dict(data["psii"])
@@ -152,10 +152,15 @@ def load_preset(name_or_path: str) -> PsiiPreset:
 def check_setup(engine: LM, library: VectorLibrary, preset: PsiiPreset) -> None:
     """Refuse a library built for another model, and a preset injecting outside the model."""
     library.check_model(engine.name, engine.fingerprint, engine.n_layers, engine.hidden_size)
+    check_preset_layers(preset, library, engine.n_layers, engine.name)
+
+
+def check_preset_layers(preset: PsiiPreset, library: VectorLibrary, n_layers: int, model: str) -> None:
+    """Refuse a preset injecting the library's attributes outside the model's layers 1..n_layers."""
     used = {a: preset.layer_of(a) for a in preset.attributes if a in library.attributes}
-    bad = {a: layer for a, layer in used.items() if not 1 <= layer <= engine.n_layers}
+    bad = {a: layer for a, layer in used.items() if not 1 <= layer <= n_layers}
     if bad:
-        raise PlanError(f"the preset injects {bad} but model {engine.name} has layers 1..{engine.n_layers}")
+        raise PlanError(f"the preset injects {bad} but model {model} has layers 1..{n_layers}")
 
 
 def respondent_seed(seed: int, respondent_id: int) -> int:

@@ -20,13 +20,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..mappings import from_mapping
 from ..shipped import config_dir
 from ..survey.codebook import Codebook
 from ..survey.columns import BASE_COLUMNS
 from .kinds import ANSWER_MODES, KINDS, MethodError, MethodKind
+from ..yamlfile import YAMLFileError, load_yaml
 
 __all__ = ["ANSWER_MODES", "MethodError", "MethodSpec", "available_methods", "get_method", "parse_method"]
 
@@ -127,7 +127,7 @@ def get_method(name: str) -> MethodSpec:
     elif not path.is_file():
         raise MethodError(f"method config {name!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise MethodError(f"{path}: not valid YAML ({e})") from None
+        data = load_yaml(path)
+    except YAMLFileError as e:
+        raise MethodError(str(e)) from None
     return parse_method(data, str(path))

@@ -106,6 +106,8 @@ class Scores:
     """Per method, result rows whose respondent is not in the population (not scored)."""
     ungrouped: dict[str, int] = field(default_factory=dict)
     """Per method, matched respondents with a null in the item grouped by (in no group)."""
+    weightless: tuple[str, ...] = ()
+    """Groups left out because their respondents' weights sum to zero (nothing to estimate)."""
 
 
 # ---------------------------------------------------------------- item layout
@@ -545,6 +547,7 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
     questions: list[pd.DataFrame] = []
     unmatched: dict[str, int] = {}
     ungrouped: dict[str, int] = {}
+    weightless: dict[str, None] = {}
     midx, methods = _dictionary(t["method"])
     for mi, method in enumerate(methods):
         mt = t.filter(pa.array(midx == mi))
@@ -559,6 +562,9 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
         per_group: list[dict[str, _Figure]] = []
         n_total = 0
         for name, rows in groups:
+            if not weights[rows].sum() > 0:
+                weightless[str(name)] = None
+                continue
             cs = _score_group(_human_onehot(pop, rows, layout), _sim_matrix(ans, rows, layout),
                               weights[rows], layout, _group_rng(seed, name), n_boot)
             figs = _figures(cs, layout)
@@ -566,6 +572,9 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
             n_total += cs.n
             table_rows += _rows(method, name, cs.n, figs, layout, level)
             questions.append(_question_rows(method, name, cs, layout))
+        if not per_group:
+            raise ScoreError(f"method {method!r}: the weights of every group's respondents sum to zero "
+                             f"(groups {list(weightless)}): nothing to score")
         if by != "sample":
             pooled = {m: _pool([f[m] for f in per_group]) for m in METRICS}
             table_rows += _rows(method, POOLED, n_total, pooled, layout, level)
@@ -573,7 +582,7 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
     rename = {} if by in BY else {COUNTRY: by}
     table = pd.DataFrame(table_rows, columns=list(TABLE_COLUMNS)).rename(columns=rename)
     per_question = pd.concat(questions, ignore_index=True)[list(QUESTION_COLUMNS)].rename(columns=rename)
-    return Scores(table, per_question, mode, n_boot, seed, level, unmatched, ungrouped)
+    return Scores(table, per_question, mode, n_boot, seed, level, unmatched, ungrouped, tuple(weightless))
 
 
 def to_markdown(scores: Scores | pd.DataFrame, metrics: tuple[str, ...] = ("kl", "js", "w1", "mae", "ed")) -> str:

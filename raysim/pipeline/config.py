@@ -4,7 +4,8 @@
                 | {survey: {file: F, codebook: CB.yaml, id: COL, country_code: NZL, weight: COL}}
                                # any registered source (raysim.survey.sources)
     sampling:   {per_country: 3, countries: [DEU, USA], seed: 0}   # or {n: 100}; neither: everyone
-    questions:  24             # 0: the whole questionnaire, else N spread over the categories
+    questions:  24             # 0: the whole questionnaire, else N spread over the categories;
+                               # or a list of question ids: exactly those
     method:     pe             # configs/methods/<name>.yaml, or a method YAML file
     answer:     logprob        # logprob (exact option probabilities) | generate (sampled answers)
     model:      {name_or_path: embedded, dtype: float32, device: cpu}   # ModelSpec fields
@@ -32,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..engine.backends import EngineSpec
 from ..engine.loading import ModelSpec
@@ -41,9 +41,10 @@ from ..mappings import from_mapping
 from ..fits.artefact import FitError, load_fit
 from ..methods.spec import ANSWER_MODES, MethodError, MethodSpec, get_method
 from ..postprocess import StepError, parse_steps
-from ..survey.codebook import Codebook, load_codebook
+from ..survey.codebook import Codebook, load_codebook, resolve_ids
 from ..survey.sampling import questions_evenly
 from ..survey.sources import PopulationSource, SourceError, parse_source
+from ..yamlfile import load_yaml
 
 
 class ConfigError(ValueError):
@@ -87,7 +88,7 @@ class RunConfig:
     population: PopulationSource
     method: str
     sampling: RespondentSample = RespondentSample()
-    questions: int = 0
+    questions: int | tuple[str, ...] = 0
     answer: str = "logprob"
     model: ModelSpec = ModelSpec()
     engine: EngineSpec = EngineSpec()
@@ -103,7 +104,10 @@ class RunConfig:
             self.spec
         except MethodError as e:
             raise ConfigError(f"method: {e}") from None
-        if self.questions < 0:
+        if isinstance(self.questions, tuple):
+            if not self.questions or len(set(self.questions)) != len(self.questions):
+                raise ConfigError(f"questions: a list of distinct question ids, got {list(self.questions)}")
+        elif self.questions < 0:
             raise ConfigError(f"questions must be >= 0 (0: all), got {self.questions}")
         if self.answer not in ANSWER_MODES:
             raise ConfigError(f"answer must be one of {list(ANSWER_MODES)}, got {self.answer!r}")
@@ -121,6 +125,14 @@ class RunConfig:
             parse_steps(list(self.postprocess))
         except StepError as e:
             raise ConfigError(str(e)) from None
+
+    def check_model(self) -> None:
+        """The model exists (as far as the driver can tell without loading it)."""
+        if self.spec.needs_model:
+            try:
+                self.model.check()
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"model: {e}") from None
 
     @property
     def spec(self) -> MethodSpec:
@@ -177,7 +189,7 @@ class RunConfig:
             "method": self.spec.name,
             "method_spec": self.spec.to_dict(),
             "answer": self.answer,
-            "model": dataclasses.asdict(self.model) if self.spec.needs_model else None,
+            "model": self.model.to_dict() if self.spec.needs_model else None,
             # Backends agree to float rounding, not bit for bit: a run keeps its backend. (The HF
             # default adds no key, so runs made before backends were selectable still resume.)
             **({"engine": self.engine.name} if self.spec.needs_model and self.engine.name != "hf" else {}),
@@ -187,10 +199,19 @@ class RunConfig:
             "sample_n": self.sampling.n,
             "countries": list(self.sampling.countries),
             "seed": self.sampling.seed,
-            "questions": questions_evenly(cb, self.questions),
+            "questions": self.question_ids(cb),
             # (no key without a fit: runs made before fits existed keep their hash)
             **({"fit": self._fit()} if self.fit else {}),
         }
+
+    def question_ids(self, codebook: Codebook) -> list[str]:
+        """The run's questions: N drawn evenly over the categories, or the ids listed."""
+        if isinstance(self.questions, int):
+            return questions_evenly(codebook, self.questions)
+        try:
+            return resolve_ids(codebook, self.questions)
+        except ValueError as e:
+            raise ConfigError(f"questions: {e}") from None
 
     def _fit(self) -> dict[str, Any]:
         fit = load_fit(self.fit)
@@ -209,13 +230,18 @@ class RunConfig:
         or an edited preset is a different run)."""
         if not self.injects:
             return None
-        from ..identity.injection import load_preset
+        from ..identity.injection import check_preset_layers, load_preset
         from ..identity.library import load_library
 
         library = load_library(self.vector_library())
+        try:   # the library was built on the model: its layer count is the model's
+            preset = load_preset(self.preset_name())
+            check_preset_layers(preset, library, library.manifest.n_layers, library.manifest.model)
+        except ValueError as e:
+            raise ConfigError(f"preset {self.preset_name()!r}: {e}") from None
         return {"vectors": self.vector_library(), "library_fingerprint": library.manifest.fingerprint,
                 "dataset_hash": library.manifest.dataset_hash, "preset": self.preset_name(),
-                "psii": dataclasses.asdict(load_preset(self.preset_name()))}
+                "psii": dataclasses.asdict(preset)}
 
 
 def _build(cls, raw: Any, where: str):
@@ -237,8 +263,10 @@ def parse_config(raw: Any) -> RunConfig:
     except SourceError as e:
         raise ConfigError(str(e)) from None
     sampling = dict(raw.get("sampling") or {})
-    if "countries" in sampling:
-        sampling["countries"] = tuple(sampling["countries"] or ())
+    if isinstance(sampling.get("countries"), list):
+        sampling["countries"] = tuple(sampling["countries"])
+    elif sampling.get("countries", ()) is None:
+        sampling["countries"] = ()
     parts = {
         "population": population,
         "sampling": _build(RespondentSample, sampling, "sampling"),
@@ -252,6 +280,8 @@ def parse_config(raw: Any) -> RunConfig:
     if not isinstance(raw.get("postprocess") or [], list):
         raise ConfigError("postprocess: expected a list of steps")
     parts["postprocess"] = tuple(raw.get("postprocess") or ())
+    if isinstance(raw.get("questions"), list):
+        parts["questions"] = tuple(str(q) for q in raw["questions"])
     top = {k: v for k, v in raw.items() if k not in parts}
     return _build(RunConfig, {**top, **parts}, "run config")
 
@@ -260,4 +290,7 @@ def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
-    return parse_config(yaml.safe_load(path.read_text()))
+    try:
+        return parse_config(load_yaml(path))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

@@ -24,12 +24,12 @@ so their scores share the human distributions and the noise floor. Each method's
 from __future__ import annotations
 
 import copy
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
-import yaml
 
 from ..atomic import write_atomic
 from ..engine.loading import EMBEDDED_NAME
@@ -42,11 +42,34 @@ from ..survey.sources.path_source import PathSource
 from .config import ConfigError, RunConfig, parse_config
 from .progress import log
 from ..runs.results import read_results
-from ..runs.rundir import results_dir
-from .simulate import ray_session, run_many
+from ..runs.rundir import load_run_config, results_dir
+from ..fits.base import FitterError
+from ..mappings import from_mapping
+from ..metrics.persona_curve import persona_curve, summarise
+from ..report.calibrated import VARIANTS, calibrated_scores
+from ..report.curves import plot_persona_curve
+from ..survey.population import codebook_of, read_population
+from .session import ray_session
+from .simulate import run_many
+from ..yamlfile import load_yaml
 
 RUNS_DIR = "runs"
-_EXPERIMENT_KEYS = ("name", "description", "methods", "boot", "score_by")
+FITS_DIR = "fits"
+_EXPERIMENT_KEYS = ("name", "description", "methods", "boot", "score_by", "calibrate", "persona_curve")
+
+
+@dataclass(frozen=True)
+class PersonaCurve:
+    """``persona_curve:`` error of the country distributions against the number of personas."""
+    counts: tuple[int, ...] = (1, 2, 5, 10, 20)
+    draws: int = 20
+    metric: str = "w1"
+
+    def __post_init__(self) -> None:
+        if not self.counts or any(n < 1 for n in self.counts) or self.draws < 1:
+            raise ConfigError(f"persona_curve: counts must be positive and draws >= 1, got {self.counts}, {self.draws}")
+        if self.metric not in ("w1", "kl"):
+            raise ConfigError(f"persona_curve: metric must be w1 or kl, got {self.metric!r}")
 
 
 @dataclass(frozen=True)
@@ -61,6 +84,9 @@ class Experiment:
     """country: per country and pooled; sample: all respondents as one group; an item id (Q260):
     per answer to that item and pooled (raysim.metrics.scores.score)."""
     description: str = ""
+    calibrate: tuple[str, ...] = ()
+    """Calibration variants scored beside each method (raysim.report.calibrated): tilt, temperature."""
+    persona_curve: PersonaCurve | None = None
 
     @property
     def methods(self) -> list[str]:
@@ -128,15 +154,25 @@ def parse_experiment(raw: Any, where: str = "experiment") -> Experiment:
             check_by(score_by, load_codebook(runs[names[0]].codebook_name()), name="score_by")
         except ScoreError as e:
             raise ConfigError(f"{where}: {e}") from None
+    calibrate = raw.get("calibrate") or []
+    if not isinstance(calibrate, list) or any(v not in VARIANTS for v in calibrate):
+        raise ConfigError(f"{where}: calibrate must be a list of {list(VARIANTS)}, got {calibrate!r}")
+    if calibrate and any(runs[n].answer != "logprob" for n in names):
+        raise ConfigError(f"{where}: calibrate maps answer distributions: it needs answer: logprob")
+    curve = raw.get("persona_curve")
+    if isinstance(curve, dict) and isinstance(curve.get("counts"), list):
+        curve = {**curve, "counts": tuple(curve["counts"])}
+    curve = from_mapping(PersonaCurve, curve, f"{where}: persona_curve", ConfigError) if curve is not None else None
     return Experiment(name=str(raw.get("name") or Path(where).stem), groups=groups, runs=runs, boot=boot,
-                      score_by=score_by, description=str(raw.get("description") or ""))
+                      score_by=score_by, description=str(raw.get("description") or ""),
+                      calibrate=tuple(calibrate), persona_curve=curve)
 
 
 def load_experiment(path: str | Path, **overrides: Any) -> Experiment:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such experiment config")
-    return parse_experiment(apply_overrides(yaml.safe_load(path.read_text()), **overrides), str(path))
+    return parse_experiment(apply_overrides(load_yaml(path), **overrides), str(path))
 
 
 def _shared_population(experiment: Experiment, out: Path) -> dict[str, RunConfig]:
@@ -153,10 +189,18 @@ def run_experiment(experiment: Experiment, out: str | Path, *, command: str | No
     """Run every method into ``out/runs/<method>``, score them, write ``out/tables.md`` and
     ``out/scores.csv`` (all methods' scores, ``method`` = the method's name)."""
     out = Path(out).resolve()
+    for cfg in experiment.runs.values():
+        cfg.check_model()
+    new = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    runs = _shared_population(experiment, out)
-    with ray_session():   # one pass: the population read once, the model loaded once per actor
-        run_many([(cfg, out / RUNS_DIR / name) for name, cfg in runs.items()], emit=emit)
+    try:
+        runs = _shared_population(experiment, out)
+        with ray_session(lazy=True):   # one pass: the population read once, the model loaded once per actor
+            run_many([(cfg, out / RUNS_DIR / name) for name, cfg in runs.items()], emit=emit)
+    except BaseException:
+        if new and not any((out / RUNS_DIR).glob("*")):   # (run_many removes the run directories it made in vain)
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     tables, notes = [], []
     for name in experiment.methods:
         try:
@@ -166,6 +210,15 @@ def run_experiment(experiment: Experiment, out: str | Path, *, command: str | No
             notes.append(f"{name} not scored: {e}")
             continue
         tables.append(card.scores.table.assign(method=name))
+        for variant in experiment.calibrate:
+            try:
+                calibrated = calibrated_scores(out / RUNS_DIR / name, variant, out / FITS_DIR / f"{name}-{variant}",
+                                               n_boot=experiment.boot, seed=runs[name].sampling.seed,
+                                               by=experiment.score_by)
+            except (FitterError, ScoreError) as e:
+                notes.append(f"{name} +{variant} not scored: {e}")
+                continue
+            tables.append(calibrated.table.assign(method=f"{name} +{variant}"))
     if not tables:
         raise ScoreError("no method of the experiment could be scored: " + "; ".join(notes))
     scores = pd.concat(tables, ignore_index=True)
@@ -187,10 +240,40 @@ def run_experiment(experiment: Experiment, out: str | Path, *, command: str | No
             f"{n} {_valid_share(out / RUNS_DIR / n):.0%}" for n in experiment.methods) + "; invalid answers are "
             "kept in the results and left out of the sampled distributions.")
     notes += _language_notes(runs, resolved["questions"])
-    text = experiment_tables(scores, experiment.groups, about, notes=notes)
+    if experiment.calibrate:
+        notes.append(f"+tilt / +temperature: each question's answer distributions calibrated with the T fitted on "
+                     f"the OTHER questions of the same respondents (leave-one-question-out, fitter variance; fits in "
+                     f"{FITS_DIR}/): mean-preserving tilt / plain temperature scaling to the human normalised variance.")
+    if experiment.persona_curve is not None:
+        notes.append(_persona_curve(experiment, runs, out))
+    groups = {g: tuple(x for m in ms for x in [m, *(f"{m} +{v}" for v in experiment.calibrate)])
+              for g, ms in experiment.groups.items()}
+    text = experiment_tables(scores, groups, about, notes=notes)
     write_atomic(out / "tables.md", lambda p: p.write_text(text))
     emit(f"wrote {out / 'tables.md'} and {out / 'scores.csv'}")
     return out / "tables.md"
+
+
+def _persona_curve(experiment: Experiment, runs: dict[str, RunConfig], out: Path) -> str:
+    """DIR/persona_curve.csv (every draw), persona_curve_summary.csv and persona_curve.png."""
+    spec = experiment.persona_curve
+    curves = []
+    for name in experiment.methods:
+        cfg = runs[name]
+        if cfg.answer != "logprob":
+            continue
+        run_dir = out / RUNS_DIR / name
+        population = load_run_config(run_dir)["population"]
+        curves.append(persona_curve(read_results(results_dir(run_dir)), read_population(population),
+                                    codebook_of(population), list(spec.counts), draws=spec.draws,
+                                    seed=cfg.sampling.seed, metric=spec.metric).assign(method=name))
+    curve = pd.concat(curves, ignore_index=True)
+    summary = pd.concat([summarise(g).assign(method=m) for m, g in curve.groupby("method", sort=False)])
+    write_atomic(out / "persona_curve.csv", lambda p: curve.to_csv(p, index=False, float_format="%.6f"))
+    write_atomic(out / "persona_curve_summary.csv", lambda p: summary.to_csv(p, index=False, float_format="%.6f"))
+    plot_persona_curve(summary, spec.metric, out / "persona_curve.png")
+    return (f"Persona-count curve ({spec.metric} of the country distributions vs personas per country, "
+            f"{spec.draws} draws each): persona_curve.csv, persona_curve_summary.csv, persona_curve.png.")
 
 
 def _model_name(cfg: RunConfig) -> str:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
-import yaml
 
 from ..fits import FITTERS, Fit, Fitter, FitterError, write_fit
 from ..mappings import from_mapping
@@ -31,6 +30,7 @@ from ..survey.population import read_population
 from .config import ConfigError, RunConfig, load_config, parse_config
 from .progress import log
 from .simulate import run, sample
+from ..yamlfile import load_yaml
 
 RUN = "run"
 
@@ -67,11 +67,7 @@ def load_fit_config(path: str | Path) -> FitConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such fit config")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    return parse_fit_config(raw, str(path))
+    return parse_fit_config(load_yaml(path), str(path))
 
 
 @dataclass
@@ -91,7 +87,13 @@ class _Sample:
 def fit(config: FitConfig, out: str | Path, emit: Callable[[str], None] = log) -> Fit:
     out = Path(out).resolve()
     run_dir = out / RUN
-    run(config.run, run_dir, emit=emit)
+    new = not out.exists()
+    try:
+        run(config.run, run_dir, emit=emit)
+    except BaseException:
+        if new and out.is_dir() and not any(out.iterdir()):   # the run removed its own directory
+            out.rmdir()
+        raise
     resolved = load_run_config(run_dir)
     qids = tuple(resolved["questions"])
     population = resolved["population"]

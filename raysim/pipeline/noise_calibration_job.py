@@ -26,7 +26,7 @@ from ..survey.codebook import Codebook
 from ..survey.population import write_json_atomic
 from ..survey.sampling import questions_evenly
 from .progress import log
-from .simulate import ray_session
+from .session import ray_session
 
 CSV, JSON, MD = "calibration.csv", "calibration.json", "calibration.md"
 

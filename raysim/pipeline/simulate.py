@@ -13,10 +13,11 @@ resume idempotent, and a shard commits atomically (rename), so a partial file is
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -24,12 +25,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..survey.codebook import load_codebook
-from ..survey.population import COUNTRY, ID, dataset, read_population
+from ..survey.population import COUNTRY, ID, WEIGHT, dataset, read_population
 from ..survey.sampling import sample_n, sample_per_country
 from .actor import ModelActor, Task, Work
 from .config import Actors, ConfigError, RunConfig
 from .progress import CountryProgress, log
+from .session import ray_connect
 from ..runs.results import ResultsError, read_results
+from ..runs.lock import run_lock
 from ..runs.rundir import init_run_dir, results_dir, write_postprocess
 
 
@@ -52,8 +55,9 @@ class Completeness:
 
 
 def sample(population: Path, config: RunConfig) -> pd.DataFrame:
-    """The run's respondents (respondent_id, country), from those two columns only."""
-    people = read_population(population, columns=[ID, COUNTRY])
+    """The run's respondents (respondent_id, country, weight), from those three columns only.
+    Respondents whose weights sum to zero could not be scored: refused before simulating."""
+    people = read_population(population, columns=[ID, COUNTRY, WEIGHT])
     s = config.sampling
     if s.countries:
         unknown = sorted(set(s.countries) - set(people[COUNTRY]))
@@ -61,10 +65,15 @@ def sample(population: Path, config: RunConfig) -> pd.DataFrame:
             raise ValueError(f"sampling.countries {unknown} have no respondents in {population}")
         people = people[people[COUNTRY].isin(s.countries)]
     if s.n is not None:
-        return sample_n(people, s.n, s.seed)
-    if s.per_country is None:
-        return people.sort_values([COUNTRY, ID], kind="stable").reset_index(drop=True)
-    return sample_per_country(people, s.per_country, s.seed)
+        chosen = sample_n(people, s.n, s.seed)
+    elif s.per_country is None:
+        chosen = people.sort_values([COUNTRY, ID], kind="stable").reset_index(drop=True)
+    else:
+        chosen = sample_per_country(people, s.per_country, s.seed)
+    if not chosen[WEIGHT].sum() > 0:
+        raise ConfigError(f"the {len(chosen)} sampled respondents' weights sum to zero (population "
+                          f"{config.population.to_mapping()}): nothing could be scored")
+    return chosen
 
 
 def _question_counts(run_dir: Path) -> pd.DataFrame:
@@ -98,22 +107,6 @@ def _remove_partial_writes(run_dir: Path) -> None:
     """Temporary files of writers that died (never visible as shards); called when no actor runs."""
     for tmp in results_dir(run_dir).glob(".*.tmp-*"):
         tmp.unlink(missing_ok=True)
-
-
-@contextmanager
-def ray_session() -> Iterator[None]:
-    """Ray for a job: the cluster RAY_ADDRESS names (set by `ray job submit`), a running local
-    one, or a new local instance; shut down afterwards if this call connected."""
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init()
-    try:
-        yield
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def check_resources(actors: Actors) -> None:
@@ -162,23 +155,43 @@ def run_many(runs: list[tuple[RunConfig, Path]], *, limit: int | None = None,
     """Several runs (methods) over the same respondents in one pass: the population is read once
     and each actor loads the model once for all of them. Each run keeps its own directory, config
     hash and resumption; a respondent goes through the pass if any run still lacks it, and each
-    method answers only for the runs that lack it."""
+    method answers only for the runs that lack it.
+
+    Each run directory is locked for the pass (a second run into it is refused), and one this
+    call created is removed again if the pass fails before writing a result."""
+    runs = [(config, Path(run_dir).resolve()) for config, run_dir in runs]
+    new = [run_dir for _, run_dir in runs if not run_dir.exists()]
+    with ExitStack() as locks:
+        for _, run_dir in runs:
+            locks.enter_context(run_lock(run_dir))
+        try:
+            return _run_locked(runs, limit, emit)
+        except BaseException:
+            for run_dir in new:
+                if not any(results_dir(run_dir).glob("*.parquet")):
+                    shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+
+def _run_locked(runs: list[tuple[RunConfig, Path]], limit: int | None,
+                emit: Callable[[str], None]) -> list[Completeness]:
     import ray
 
-    runs = [(config, Path(run_dir).resolve()) for config, run_dir in runs]
     config0 = _shared(runs)
+    for config, _ in runs:
+        config.check_model()
     population = config0.population.ensure(runs[0][1])
     resolved = [config.resolved(run_dir) for config, run_dir in runs]
+    chosen = sample(population, config0)   # unknown countries fail before a directory is claimed
     hashes = [init_run_dir(run_dir, r) for (_, run_dir), r in zip(runs, resolved)]
     for config, run_dir in runs:
         if config.postprocess:
             write_postprocess(run_dir, list(config.postprocess))
     for _, run_dir in runs:
-        _remove_partial_writes(run_dir)
+        _remove_partial_writes(run_dir)   # ours to remove: the lock says no other run writes here
     qids = resolved[0]["questions"]
     codebook = load_codebook(resolved[0]["codebook"])
 
-    chosen = sample(population, config0)
     done = [chosen[ID].isin(complete_respondents(run_dir, len(qids))) for _, run_dir in runs]
     all_done = np.logical_and.reduce([d.to_numpy() for d in done])
     todo = chosen[~all_done].head(limit) if limit is not None else chosen[~all_done]
@@ -192,6 +205,7 @@ def run_many(runs: list[tuple[RunConfig, Path]], *, limit: int | None = None,
             tasks.append(_task(config, run_dir, h, mine))
 
     if tasks:
+        ray_connect()
         a = config0.actors
         check_resources(a)
         work = Work(model=config0.model, engine=config0.engine, codebook=codebook.name, qids=tuple(qids), tasks=tuple(tasks),

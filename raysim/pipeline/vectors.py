@@ -33,6 +33,7 @@ from ..identity.build import BuildParams, Unit, UnitResult, assemble, run_units,
 from ..identity.dataset import DemographicDataset, dataset_hash
 from ..identity.library import VectorLibrary
 from .progress import log
+from ..runs.lock import run_lock
 from ..runs.rundir import init_run_dir, results_dir
 
 SUFFIX = ".safetensors"
@@ -125,49 +126,50 @@ def build_library(dataset: DemographicDataset, model: ModelSpec, out: str | Path
 
     out = Path(out).resolve()
     work = work_dir(out)
-    init_run_dir(work, {"model": asdict(model), "dataset": dataset_hash(dataset), "params": asdict(params)})
-    parts = results_dir(work)
-    for tmp in parts.glob(".*.tmp-*"):   # writers that died mid-write
-        tmp.unlink(missing_ok=True)
-    all_units = units(dataset)
-    done = {p.name.removesuffix(SUFFIX) for p in parts.glob(f"*{SUFFIX}")}
-    todo = [u for u in all_units if u.name not in done]
-    if limit is not None:
-        todo = todo[:limit]
-    emit(f"vector build → {out}: {len(all_units)} units ({len(done)} done, {len(todo)} to do), "
-         f"model {model.name_or_path}")
-    if todo:
-        actors, num_cpus = pool_size(actors, num_cpus, num_gpus)
-        emit(f"{actors} model actor(s) × {num_cpus:g} CPU, {num_gpus:g} GPU")
-        bw = BuildWork(model, params, str(parts), threads=max(1, int(num_cpus)))
-        ds = ray.data.from_items([asdict(u) for u in todo], override_num_blocks=-(-len(todo) // batch_size))
-        ds = ds.map_batches(VectorActor, fn_constructor_kwargs={"work": bw}, batch_size=batch_size,
-                            batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors),
-                            num_cpus=num_cpus, num_gpus=num_gpus)
-        n = len(done)
-        for manifest in ds.iter_batches(batch_size=None, batch_format="pandas"):
-            n += len(manifest)
-            emit(f"units done: {n}/{len(all_units)}")
-    if limit is not None and len(done) + len(todo) < len(all_units):
-        return None
+    with run_lock(work):   # one build at a time into a library
+        init_run_dir(work, {"model": model.to_dict(), "dataset": dataset_hash(dataset), "params": asdict(params)})
+        parts = results_dir(work)
+        for tmp in parts.glob(".*.tmp-*"):   # writers that died mid-write
+            tmp.unlink(missing_ok=True)
+        all_units = units(dataset)
+        done = {p.name.removesuffix(SUFFIX) for p in parts.glob(f"*{SUFFIX}")}
+        todo = [u for u in all_units if u.name not in done]
+        if limit is not None:
+            todo = todo[:limit]
+        emit(f"vector build → {out}: {len(all_units)} units ({len(done)} done, {len(todo)} to do), "
+             f"model {model.name_or_path}")
+        if todo:
+            actors, num_cpus = pool_size(actors, num_cpus, num_gpus)
+            emit(f"{actors} model actor(s) × {num_cpus:g} CPU, {num_gpus:g} GPU")
+            bw = BuildWork(model, params, str(parts), threads=max(1, int(num_cpus)))
+            ds = ray.data.from_items([asdict(u) for u in todo], override_num_blocks=-(-len(todo) // batch_size))
+            ds = ds.map_batches(VectorActor, fn_constructor_kwargs={"work": bw}, batch_size=batch_size,
+                                batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors),
+                                num_cpus=num_cpus, num_gpus=num_gpus)
+            n = len(done)
+            for manifest in ds.iter_batches(batch_size=None, batch_format="pandas"):
+                n += len(manifest)
+                emit(f"units done: {n}/{len(all_units)}")
+        if limit is not None and len(done) + len(todo) < len(all_units):
+            return None
 
-    results, infos = [], set()
-    for u in all_units:
-        result, info = load_part(parts / f"{u.name}{SUFFIX}")
-        results.append(result)
-        infos.add(info)
-    if len(infos) != 1:
-        raise RuntimeError(f"{work}: parts were made by different models {sorted(i.fingerprint for i in infos)}")
-    info = infos.pop()
-    library = assemble(dataset, results, model=info.model, fingerprint=info.fingerprint, n_layers=info.n_layers,
-                       hidden_size=info.hidden_size, dtype=info.dtype, params=params)
-    if language_step is not None:
-        library = language_step(library)
-    library.save(out)
-    shutil.rmtree(work, ignore_errors=True)
-    emit(f"library written: {out} ({len(library.attributes)} attributes, "
-         f"{sum(map(len, library.attributes.values()))} values, languages {library.languages or 'none'})")
-    return library
+        results, infos = [], set()
+        for u in all_units:
+            result, info = load_part(parts / f"{u.name}{SUFFIX}")
+            results.append(result)
+            infos.add(info)
+        if len(infos) != 1:
+            raise RuntimeError(f"{work}: parts were made by different models {sorted(i.fingerprint for i in infos)}")
+        info = infos.pop()
+        library = assemble(dataset, results, model=info.model, fingerprint=info.fingerprint, n_layers=info.n_layers,
+                           hidden_size=info.hidden_size, dtype=info.dtype, params=params)
+        if language_step is not None:
+            library = language_step(library)
+        library.save(out)
+        shutil.rmtree(work, ignore_errors=True)
+        emit(f"library written: {out} ({len(library.attributes)} attributes, "
+             f"{sum(map(len, library.attributes.values()))} values, languages {library.languages or 'none'})")
+        return library
 
 
 def _train_languages(model: ModelSpec, languages: list[str], corpus: dict[str, list[str]] | None,

@@ -69,10 +69,17 @@ def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: st
 def _postprocessed(steps: list[Step]) -> str:
     if not steps:
         return ""
-    return f"Answer distributions post-processed by {yaml.safe_dump([s.to_config() for s in steps], default_flow_style=True).strip()}. "
+    text = f"Answer distributions post-processed by {yaml.safe_dump([s.to_config() for s in steps], default_flow_style=True).strip()}. "
+    passed = [f"{s.name}: {s.passed}" for s in steps if getattr(s, "passed", 0)]
+    if passed:   # e.g. nominal items, which have no order to tilt along
+        text += f"Rows left unchanged by a step ({', '.join(passed)}). "
+    return text
 
 
 def _left_out(scores: Scores, by: str) -> str:
     """A sentence on the respondents in no group (no answer to the item grouped by), if any."""
     n = max(scores.ungrouped.values(), default=0)
-    return f"{n} respondents with no answer to {by} are in no group. " if n else ""
+    text = f"{n} respondents with no answer to {by} are in no group. " if n else ""
+    if scores.weightless:
+        text += f"Left out, their respondents' weights summing to zero: {', '.join(scores.weightless)}. "
+    return text

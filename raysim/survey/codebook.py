@@ -282,7 +282,8 @@ def _item(raw: Any, name: str, ranges: dict[str, dict], explicit_sections: bool)
     if kind in ("ordinal", "nominal") and len(options) < 2:
         raise CodebookError(f"{where}: a {kind} item needs at least two options")
     scale = raw.get("scale") or ()
-    if not isinstance(scale, list | tuple) or (scale and sorted(scale) != sorted(c for c, _ in options)):
+    if not isinstance(scale, list | tuple) or any(isinstance(c, bool) or not isinstance(c, int) for c in scale) \
+            or (scale and sorted(scale) != sorted(c for c, _ in options)):
         raise CodebookError(f"{where}: scale {scale!r} is not a permutation of the option codes")
     rng = raw.get("range")
     if (kind == "numeric" or rng is not None) and not (

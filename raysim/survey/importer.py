@@ -276,6 +276,9 @@ def _import(src: _Source, out: Path, codebook: Codebook, layout: Layout, *, over
             strict: bool, chunk_rows: int) -> ImportReport:
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+    if out.suffix.lower() in (".parquet", ".pq", ".csv"):
+        raise ValueError(f"-o {out}: a population is a directory (shards and their codebook inside); "
+                         "give a directory name without a file suffix")
     ids, countries = _identify(src, layout, chunk_rows)
     if len(countries) == 0:
         raise WVS7ImportError(f"{src.where}: the file holds no respondents")

@@ -637,6 +637,8 @@ def synth_frames(n: int, seed: int, *, chunk_rows: int = 20_000, countries: Sequ
     gives the same rows whatever ``chunk_rows``."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise SyntheticError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise SyntheticError(f"the number of respondents must be a positive integer, got {n!r}")
     if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
         raise SyntheticError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     sizes = allocate(n, countries)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..identity.injection import load_preset
 from ..identity.injection import PsiiPreset
@@ -33,8 +32,8 @@ from ..mappings import from_mapping
 from ..methods.templates import LANGUAGES
 from ..pipeline.config import ConfigError, RunConfig, parse_config
 from ..survey.codebook import load_codebook
-from ..survey.sampling import questions_evenly
 from .space import SearchSpace, SpaceError, parse_space
+from ..yamlfile import load_yaml
 
 TUNE_KEYS = ("split", "objective", "search", "space", "sweep")
 
@@ -116,7 +115,7 @@ class TuneConfig:
         return load_preset(self.run.preset_name()).for_codebook(load_codebook(self.run.codebook_name()))
 
     def qids(self) -> list[str]:
-        return questions_evenly(load_codebook(self.run.codebook_name()), self.run.questions)
+        return self.run.question_ids(load_codebook(self.run.codebook_name()))
 
     def attributes(self) -> tuple[str, ...]:
         """The preset's attributes that the library has vectors for and the population's codebook
@@ -187,4 +186,4 @@ def load_tune(path: str | Path) -> TuneConfig:
     path = Path(path)
     if not path.is_file():
         raise TuneError(f"{path}: no such tune config")
-    return parse_tune(yaml.safe_load(path.read_text()))
+    return parse_tune(load_yaml(path))

@@ -135,13 +135,22 @@ def _range(raw: Any, where: str, integer: bool = False) -> Range:
     if isinstance(raw, (list, tuple)) and len(raw) == 2:
         low, high, log = raw[0], raw[1], False
     elif isinstance(raw, Mapping) and {"low", "high"} <= set(raw) and set(raw) <= {"low", "high", "log"}:
-        low, high, log = raw["low"], raw["high"], bool(raw.get("log", False))
+        low, high, log = raw["low"], raw["high"], raw.get("log", False)
     else:
         raise SpaceError(f"{where}: a range is [low, high] or {{low, high, log}}, got {raw!r}")
+    wanted = (int,) if integer else (int, float)
+    for bound in (low, high):
+        if isinstance(bound, bool) or not isinstance(bound, wanted):
+            raise SpaceError(f"{where}: bounds are {'integers' if integer else 'numbers'}, got {bound!r}")
+    if not isinstance(log, bool):
+        raise SpaceError(f"{where}: log is true or false, got {log!r}")
+    # every searched quantity (a noise sigma, a scale, a layer) is non-negative
+    if low < 0:
+        raise SpaceError(f"{where}: must be >= 0, got [{low}, {high}]")
     try:
         cast = int if integer else float
         return Range(cast(low), cast(high), log=log, integer=integer)
-    except (TypeError, ValueError) as e:
+    except SpaceError as e:
         raise SpaceError(f"{where}: {e}") from None
 
 

@@ -141,14 +141,15 @@ class PromptingKind(MethodKind):
         return render_profile(row, self.codebook, language=language)
 
     def requests(self, rid: int, system: str, plan: InjectionPlan | None, language: str, tag: str = "",
-                 noise_scope: str = "respondent") -> list[Request]:
-        """One request per question under the system turn ``system``; ``tag`` separates the
-        sampling seeds of several requests of one respondent and question."""
+                 noise_scope: str = "respondent", items: list[Item] | None = None) -> list[Request]:
+        """One request per question (``items``: these, default the run's) under the system turn
+        ``system``; ``tag`` separates the sampling seeds of several requests of one respondent
+        and question."""
         prefix = ({"role": "system", "content": system},)
         return [Request(prefix=prefix, question=self.question(it.id, language), options=answer_options(it),
                         plan=scoped(plan, noise_scope, it.id) if plan is not None else None, qid=it.id,
                         seed=derive_seed(self.setup.seed, f"answer:{rid}:{it.id}{tag}"))
-                for it in self.items]
+                for it in (self.items if items is None else items)]
 
     def ask(self, requests: list[Request]) -> Answers:
         """The engine's answers in the run's answer mode."""
