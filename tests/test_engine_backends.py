@@ -28,7 +28,7 @@ def test_engine_names_and_options_parse():
     ({"name": "vllm", "max_len": 10}, "engine vllm: unknown key(s) ['max_len']"),
     ({"name": "vllm", "gpu_memory_utilization": 2}, "gpu_memory_utilization must be in (0, 1]"),
     ({"name": "hf", "max_model_len": 10}, "known: ['generate_rows', 'token_budget']"),
-    ({"name": "hf", "token_budget": "big"}, "token_budget must be an integer >= 1, got 'big'"),
+    ({"name": "hf", "token_budget": "big"}, "token_budget: expected int, got 'big'"),
     ({"name": "hf", "generate_rows": 0}, "generate_rows must be an integer >= 1, got 0"),
     (["vllm"], "expected a backend name or a mapping"),
 ])

@@ -63,8 +63,8 @@ def config_file(tmp_path: Path, name: str = "c.yaml", **overrides) -> Path:
     ({"model": {"trust_remote_code": "no"}}, "model: trust_remote_code: expected bool, got 'no'"),
     ({"sampling": {"seed": "abc"}}, "sampling: seed: expected int, got 'abc'"),
     ({"sampling": {"countries": "DEU"}}, "sampling: countries: expected tuple[str, ...], got 'DEU'"),
-    ({"questions": 2.5}, "questions: expected int, got 2.5"),
-    ({"questions": "24"}, "questions: expected int, got '24'"),
+    ({"questions": 2.5}, "questions: expected int | tuple[str, ...], got 2.5"),
+    ({"questions": "24"}, "questions: expected int | tuple[str, ...], got '24'"),
     ({"actors": {"batch_size": True}}, "actors: batch_size: expected int, got True"),
     ({"sampling": {"per_country": 0}}, "sampling.per_country must be positive"),
 ])

@@ -1,9 +1,11 @@
 """Golden tests of the vLLM engine against the HF engine on the embedded default (fp32, CPU).
 
-Tolerances: option log-likelihoods within 5e-4 nats and option probabilities within 1e-4 of the HF
-engine's (vLLM's CPU kernels sum in another order: 1.5e-4 nats seen at most); token ids of greedy
-and seeded generations identical; hidden means within 1e-5 relative to their scale. Run in the vLLM
-environment (``make test`` builds it).
+Tolerances (tests/tolerances.py): option log-likelihoods and option log-probabilities within
+LOGPROB_ATOL (2e-3 nats) of the HF engine's (vLLM's CPU kernels sum in another order, and how far
+that moves them depends on the machine: 1.5e-4 nats seen at most, 7e-5 on a 2-core AVX-512
+machine); token ids of greedy and seeded generations identical; hidden means within SCALE_RTOL of
+each vector's own largest magnitude (1.6e-6 seen). Run in the vLLM environment (``make test``
+builds it).
 """
 
 import dataclasses
@@ -17,9 +19,9 @@ from raysim.engine.hf import HFEngine
 from raysim.engine.loading import load_model
 from raysim.engine.plan import InjectionPlan, Term
 from raysim.engine.vllm_engine import VLLMEngine, VLLMOptions
+from tolerances import LOGPROB_ATOL, assert_close_to_scale, assert_distributions_close
 
-LOGLIK_ATOL = 5e-4
-PROB_ATOL = 1e-4
+LOGLIK_ATOL = LOGPROB_ATOL   # nats: an option's log-likelihood, as its log-probability
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -67,7 +69,7 @@ def _assert_scores_close(got, want):
     for a, b in zip(got, want):
         assert a.codes == b.codes
         np.testing.assert_allclose(a.logliks, b.logliks, rtol=0, atol=LOGLIK_ATOL)
-        np.testing.assert_allclose(a.probs, b.probs, rtol=0, atol=PROB_ATOL)
+        assert_distributions_close(a.probs, b.probs)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
@@ -205,7 +207,7 @@ def test_hidden_means_equal_the_hf_engine(vllm_engine, hf_engine):
     layers = [0, 4, 18, vllm_engine.n_layers]
     got = vllm_engine.hidden_means(texts, spans, layers, plans=plans)
     want = hf_engine.hidden_means(texts, spans, layers, plans=plans)
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+    assert_close_to_scale(got, want, axis=-1)   # per text and layer: a massive activation sets no other's scale
     with pytest.raises(ValueError, match="out of range"):
         vllm_engine.hidden_means(texts[:1], spans[:1], [vllm_engine.n_layers + 1])
 
@@ -217,7 +219,7 @@ def test_generation_means_equal_the_hf_engine(vllm_engine, hf_engine):
     want, want_means = hf_engine.generate_with_means(requests, sampling, [0, 9, 30])
     assert [g.token_ids for g in got] == [w.token_ids for w in want]
     assert any(g.n_tokens == 6 for g in got)
-    np.testing.assert_allclose(got_means, want_means, rtol=0, atol=1e-5 * np.abs(want_means).max())
+    assert_close_to_scale(got_means, want_means, axis=-1)   # per request and layer
 
 
 def test_vectors_upload_once_per_replica(vllm_engine):
@@ -242,8 +244,10 @@ def test_vectors_upload_once_per_replica(vllm_engine):
         assert vllm_engine.stats["vector_uploads"] - before == 4      # still resident
     finally:
         vllm_engine.options = options
+    # The second scoring finds the prompt's blocks in the prefix cache (same plan, same salt) and
+    # computes fewer tokens: another kernel path, hence the cross-path tolerance.
     np.testing.assert_allclose(plain.logliks, vllm_engine.score(_requests([others[0]])[:1])[0].logliks,
-                               rtol=0, atol=1e-9)
+                               rtol=0, atol=LOGLIK_ATOL)
 
 
 def test_bad_plans_and_models_are_refused(vllm_engine):
