@@ -47,6 +47,18 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 _DEVICES = ("cpu", "cuda", "auto")
 
 
+@cache
+def _hub_config(source: str, revision: str | None, trust_remote_code: bool) -> None:
+    """Fetch a hub model's config once per process (an experiment checks each run's model)."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise FileNotFoundError(f"cannot find model {source!r}{f' at revision {revision!r}' if revision else ''}: "
+                                f"{str(e).splitlines()[0]}") from None
+
+
 class PresetError(ValueError):
     """A model preset that does not exist or lacks what is asked of it."""
 
@@ -97,15 +109,7 @@ class ModelSpec:
         else:
             source = resolve_source(self.name_or_path)
             if not Path(source).exists():   # a hub id: its config (a few KB) says it exists
-                from transformers import AutoConfig
-
-                try:
-                    AutoConfig.from_pretrained(source, revision=self.revision,
-                                               trust_remote_code=self.trust_remote_code)
-                except OSError as e:
-                    raise FileNotFoundError(f"cannot find model {source!r}"
-                                            f"{f' at revision {self.revision!r}' if self.revision else ''}: "
-                                            f"{str(e).splitlines()[0]}") from None
+                _hub_config(source, self.revision, self.trust_remote_code)
 
 
 @dataclass

@@ -257,16 +257,17 @@ def run_experiment(experiment: Experiment, out: str | Path, *, command: str | No
 def _persona_curve(experiment: Experiment, runs: dict[str, RunConfig], out: Path) -> str:
     """DIR/persona_curve.csv (every draw), persona_curve_summary.csv and persona_curve.png."""
     spec = experiment.persona_curve
+    # every run of one experiment reads the same population: read it once
+    location = load_run_config(out / RUNS_DIR / experiment.methods[0])["population"]
+    population, codebook = read_population(location), codebook_of(location)
     curves = []
     for name in experiment.methods:
         cfg = runs[name]
         if cfg.answer != "logprob":
             continue
-        run_dir = out / RUNS_DIR / name
-        population = load_run_config(run_dir)["population"]
-        curves.append(persona_curve(read_results(results_dir(run_dir)), read_population(population),
-                                    codebook_of(population), list(spec.counts), draws=spec.draws,
-                                    seed=cfg.sampling.seed, metric=spec.metric).assign(method=name))
+        curves.append(persona_curve(read_results(results_dir(out / RUNS_DIR / name)), population, codebook,
+                                    list(spec.counts), draws=spec.draws, seed=cfg.sampling.seed,
+                                    metric=spec.metric).assign(method=name))
     curve = pd.concat(curves, ignore_index=True)
     summary = pd.concat([summarise(g).assign(method=m) for m, g in curve.groupby("method", sort=False)])
     write_atomic(out / "persona_curve.csv", lambda p: curve.to_csv(p, index=False, float_format="%.6f"))
