@@ -86,8 +86,12 @@ def test_steps_are_checked_when_read():
         parse_config({**RUN, "postprocess": [{"temperature": {"t": 1}}]})
     with pytest.raises(ConfigError, match="fitter 'temperature' fits from answer modes"):
         parse_fit_config({"fitter": "temperature", "run": {**RUN, "answer": "generate"}})
-    with pytest.raises(ConfigError, match="unknown fitter 'mixture'"):
-        parse_fit_config({"fitter": "mixture", "run": RUN})
+    with pytest.raises(ConfigError, match="unknown fitter 'mixtures'"):
+        parse_fit_config({"fitter": "mixtures", "run": RUN})
+    with pytest.raises(ConfigError, match="algorithm 'svd' is not one of"):
+        parse_fit_config({"fitter": "mixture", "params": {"algorithm": "svd"}, "run": RUN})
+    with pytest.raises(ConfigError, match="params: model 'no/such-dir': "):
+        parse_fit_config({"fitter": "mixture", "params": {"crafter": "no/such-dir"}, "run": RUN})
 
 
 def test_steps_map_distributions_without_touching_the_rows():

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, ContextManager, Protocol
 
+import numpy as np
 import pandas as pd
 
 from ..registry import Registry
@@ -40,6 +41,14 @@ class FitContext(Protocol):
     def answer(self) -> pd.DataFrame:
         """Result rows of the run's method for every respondent of the sample × question."""
 
+    def prompt_backend(self, crafter: str | None) -> ContextManager[Any]:
+        """The run's model (and ``crafter``, a model name or path; None: the same model) on the
+        model actors, as a ``raysim.methods.mixture.search.PromptBackend`` over the run's questions."""
+
+    def search_weights(self, components: list[np.ndarray], observed: list[np.ndarray], samples: int,
+                       seed: int) -> tuple[np.ndarray, float]:
+        """Mixture weights found by a Ray Tune search of ``samples`` trials, and their objective."""
+
 
 @dataclass(frozen=True)
 class NoParams:
@@ -53,6 +62,11 @@ class Fitter(ABC):
 
     def __init__(self, params: Any) -> None:
         self.params = params
+
+    @classmethod
+    def models(cls, params: Any) -> list[str]:
+        """Models it loads beside the run's (names or paths), checked before the fit starts."""
+        return []
 
     @abstractmethod
     def fit(self, context: FitContext) -> dict[str, Any]:

@@ -37,11 +37,12 @@ from ..survey.columns import COUNTRY, ID, WEIGHT
 TRADITIONAL_SECULAR, SURVIVAL_SELFEXPRESSION = "traditional_secular", "survival_selfexpression"
 DIMENSIONS = (TRADITIONAL_SECULAR, SURVIVAL_SELFEXPRESSION)
 MIN_INDICATORS = 7
-# The WVS's rescaling of the factor scores for the published map (its note on the 2023 map):
-# y = 1.81·score + 0.38, x = 1.61·score − 0.01. Applied to scores fitted on the data at hand, it
-# puts them on the published map's scale; positions are comparable with the published ones only
-# when the fit is on the WVS-7 release itself.
-RESCALE = {TRADITIONAL_SECULAR: (1.81, 0.38), SURVIVAL_SELFEXPRESSION: (1.61, -0.01)}
+# The rescaling of the factor scores used for the published map, as in the public replication of
+# the IVS cultural map (PPCA, varimax): survival/self-expression (x) = 1.81·score + 0.38,
+# traditional/secular-rational (y) = 1.61·score − 0.01. The WVS's own note was not reachable from
+# here to check it against. It puts scores fitted on the data at hand on the published map's
+# scale; positions are comparable with the published ones only when the fit is on the WVS-7 release.
+RESCALE = {SURVIVAL_SELFEXPRESSION: (1.81, 0.38), TRADITIONAL_SECULAR: (1.61, -0.01)}
 
 Expect = Callable[[str, Callable[[int], float | None]], np.ndarray]
 """expect(qid, score): per respondent, the expected score of the item's answer (NaN: unanswered)."""

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
+import numpy as np
 import pandas as pd
 
 from ..fits import FITTERS, Fit, Fitter, FitterError, write_fit
@@ -29,7 +30,9 @@ from ..survey.columns import BASE_COLUMNS, ID
 from ..survey.population import read_population
 from .config import ConfigError, RunConfig, load_config, parse_config
 from .progress import log
+from .prompt_pool import PoolBackend, crafter_spec, prompt_pool
 from .simulate import run, sample
+from ..tune.mixture_weights import tune_weights
 from ..yamlfile import load_yaml
 
 RUN = "run"
@@ -57,6 +60,13 @@ def parse_fit_config(raw: Any, where: str = "fit config") -> FitConfig:
     except FitterError as e:
         raise ConfigError(str(e)) from None
     run_config = load_config(raw["run"]) if isinstance(raw["run"], str) else parse_config(raw["run"])
+    for name in cls.models(params):   # other models the fitter loads: refused before anything runs
+        try:
+            spec = crafter_spec(run_config.model, name)
+            if spec is not None:
+                spec.check()
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{where}: params: model {name!r}: {e}") from None
     if run_config.answer not in cls.answer_modes:
         raise ConfigError(f"{where}: fitter {raw['fitter']!r} fits from answer modes {list(cls.answer_modes)}, "
                           f"the run's is {run_config.answer!r}")
@@ -72,16 +82,25 @@ def load_fit_config(path: str | Path) -> FitConfig:
 
 @dataclass
 class _Sample:
-    """The ``FitContext`` of a fit: the simulated run's rows and the sample's real answers."""
+    """The ``FitContext`` of a fit: the simulated run's rows, the sample's real answers, and the
+    run's model on actors for fitters that ask it more (mixtures)."""
 
     codebook: Codebook
     qids: tuple[str, ...]
     respondents: pd.DataFrame
     answer_mode: str
     run_dir: Path
+    run: RunConfig
 
     def answer(self) -> pd.DataFrame:
         return read_results(results_dir(self.run_dir))
+
+    def prompt_backend(self, crafter: str | None) -> ContextManager[PoolBackend]:
+        return prompt_pool(self.run.model, self.run.engine, self.run.actors, self.codebook.name, self.qids, crafter)
+
+    def search_weights(self, components: list[np.ndarray], observed: list[np.ndarray], samples: int,
+                       seed: int) -> tuple[np.ndarray, float]:
+        return tune_weights(components, observed, samples, seed)
 
 
 def fit(config: FitConfig, out: str | Path, emit: Callable[[str], None] = log) -> Fit:
@@ -99,7 +118,7 @@ def fit(config: FitConfig, out: str | Path, emit: Callable[[str], None] = log) -
     population = resolved["population"]
     ids = sample(Path(population), config.run)[ID].to_numpy()
     people = read_population(population, columns=[*BASE_COLUMNS, *qids], ids=ids)
-    context = _Sample(load_codebook(resolved["codebook"]), qids, people, config.run.answer, run_dir)
+    context = _Sample(load_codebook(resolved["codebook"]), qids, people, config.run.answer, run_dir, config.run)
     emit(f"fitting {config.name} on {len(people)} respondents × {len(qids)} questions")
     result = config.fitter.fit(context)
     done = write_fit(out, fitter=config.name, params=asdict(config.fitter.params),
@@ -107,5 +126,6 @@ def fit(config: FitConfig, out: str | Path, emit: Callable[[str], None] = log) -
                           "answer": resolved["answer"], "population_source": resolved["population_source"],
                           "respondents": len(people), "questions": len(qids)},
                      result=result)
-    emit(f"fit written: {done.path} ({', '.join(f'{k}: {v}' for k, v in result.items())})")
+    brief = {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))}   # lists stay in the file
+    emit(f"fit written: {done.path} ({', '.join(f'{k}: {v}' for k, v in brief.items())})")
     return done

@@ -1,11 +1,11 @@
 """An experiment's scores as the PSII paper's tables, in one Markdown file.
 
 One table per metric (KL: Table 1, ED: Table 2, JS: Table 5, MAE: Table 6, the paper's
-layout), rows = methods in their groups (baselines, PSII, ablations), columns = the analysis
+layout; Wasserstein-1: Table 7), rows = methods in their groups (baselines, PSII, ablations), columns = the analysis
 categories and Overall, pooled over countries (or the groups scored). A cell reads
 ``value [95% interval] ×k``: k the multiple of the human noise floor, which has its own row
 (what a perfect simulator would score with these respondents). ED's table adds both normalised
-entropies, so the direction shows.
+entropies, MAE's both normalised variances (value personas' paper), so the direction shows.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ TABLES = (
     ("ed", "Table 2 — entropy deviation ED = |H(q) − H(p)| / log K, lower is better"),
     ("js", "Table 5 — Jensen–Shannon divergence (bits), lower is better"),
     ("mae", "Table 6 — MAE of the mean option position / scale range (ordinal items), lower is better"),
+    ("w1", "Table 7 — Wasserstein-1 of the option positions / scale range (ordinal items), lower is better"),
 )
+# Tables that add the two sides of what they compare, Overall, so the direction shows.
+SIDES = {"ed": (("H(q)/log K, Overall", "entropy_sim"), ("H(p)/log K, Overall", "entropy_human")),
+         "mae": (("normalised variance sim., Overall", "variance_sim"),
+                 ("normalised variance human, Overall", "variance_human"))}
 MAX_GROUP_COLUMNS = 12
 
 
@@ -46,8 +51,8 @@ def _row(cells: Sequence[str]) -> str:
 def _metric_table(pooled: pd.DataFrame, metric: str, groups: Mapping[str, Sequence[str]],
                   columns: list[str]) -> list[str]:
     at = pooled[pooled["metric"] == metric].set_index(["method", "category"])
-    extra = metric == "ed"
-    head = ["method", *columns] + (["H(q)/log K, Overall", "H(p)/log K, Overall"] if extra else [])
+    extra = SIDES.get(metric, ())
+    head = ["method", *columns] + [title for title, _ in extra]
     lines = [_row(head), "|" + "---|" * len(head)]
     for group, methods in groups.items():
         if len(groups) > 1:
@@ -55,13 +60,13 @@ def _metric_table(pooled: pd.DataFrame, metric: str, groups: Mapping[str, Sequen
         for m in methods:
             cells = [m] + [_cell(at.loc[(m, c)]) if (m, c) in at.index else "–" for c in columns]
             if extra:
-                ent = pooled[(pooled["method"] == m) & (pooled["category"] == OVERALL)].set_index("metric")["value"]
-                cells += [_fmt(ent.get("entropy_sim", math.nan)), _fmt(ent.get("entropy_human", math.nan))]
+                side = pooled[(pooled["method"] == m) & (pooled["category"] == OVERALL)].set_index("metric")["value"]
+                cells += [_fmt(side.get(key, math.nan)) for _, key in extra]
             lines.append(_row(cells))
     # The floor depends on the respondents only, the same for every method here: take the first's.
     first = at.loc[next(iter(at.index.get_level_values(0)))] if len(at) else pd.DataFrame()
     floors = [_fmt(first.loc[c, "floor"]) if c in first.index else "–" for c in columns]
-    lines.append(_row(["human noise floor", *floors] + (["", ""] if extra else [])))
+    lines.append(_row(["human noise floor", *floors] + [""] * len(extra)))
     return lines
 
 

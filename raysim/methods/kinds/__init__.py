@@ -10,6 +10,6 @@ entry-point group.
 """
 
 from .base import ANSWER_MODES, KINDS, Answers, MethodError, MethodKind, Setup, register_kind
-from . import prompt, simvbg, uniform, value_persona  # noqa: F401  (they register)
+from . import mixture, prompt, simvbg, uniform, value_persona  # noqa: F401  (they register)
 
 __all__ = ["ANSWER_MODES", "KINDS", "Answers", "MethodError", "MethodKind", "Setup", "register_kind"]
