@@ -203,7 +203,8 @@ def _fit(a: argparse.Namespace) -> int:
     config = load_fit_config(a.config)   # a bad config fails before Ray starts
     with ray_session(lazy=True):
         done = fit(config, a.out)
-    print(f"use it: fit: {done.path.parent} in a run config (with postprocess: [...] where the fitter calibrates)")
+    print(f"use it: fit: {done.path.parent} in a run config (with method: mixture for a mixture, "
+          "postprocess: [...] for a calibrator)")
     return 0
 
 

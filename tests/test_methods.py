@@ -70,7 +70,7 @@ def test_every_paper_method_is_registered_and_valid():
 
 @pytest.mark.parametrize("doc, message", [
     ({"description": "x"}, "no 'name'"),
-    ({"name": "x", "kind": "chain"}, r"m.yaml: unknown method kind 'chain'; known: \['prompt', 'simvbg', 'uniform'"),
+    ({"name": "x", "kind": "chain"}, r"m.yaml: unknown method kind 'chain'; known: \['mixture', 'prompt', 'simvbg', 'uniform'"),
     ({"name": "x", "system": "persona"}, "system 'persona' is not one of"),
     ({"name": "x", "language": "fr"}, "language 'fr' is not one of"),
     ({"name": "x", "temperature": 2}, r"unknown key\(s\) \['temperature'\]"),
