@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +33,14 @@ def write_config(path: Path, **overrides) -> Path:
 def env() -> dict[str, str]:
     """The subprocess environment: this venv's python and ray first on PATH."""
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+
+
+def raysim_ok(*args: str) -> str:
+    """``raysim ARGS`` in a subprocess that must succeed; its stdout."""
+    done = subprocess.run([sys.executable, "-m", "raysim.cli", *args], env=env(), capture_output=True, text=True,
+                          timeout=800)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
 
 
 def check_rows(run_dir: Path, respondents: int, questions: int) -> None:

@@ -5,23 +5,14 @@ the result files untouched, and ``--postprocess none`` scoring the raw distribut
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import yaml
 
-from pipeline_helpers import env
+from pipeline_helpers import raysim_ok as _raysim
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def _raysim(*args):
-    done = subprocess.run([sys.executable, "-m", "raysim.cli", *args], env=env(), capture_output=True, text=True,
-                          timeout=800)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return done.stdout
 
 
 def _digest(run_dir):

@@ -4,23 +4,13 @@ SLSQP; then a run with the method ``mixture`` naming the fit draws its prompts f
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import yaml
 
-from pipeline_helpers import env
+from pipeline_helpers import raysim_ok as _raysim
 from raysim.runs.results import read_results
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def _raysim(*args):
-    done = subprocess.run([sys.executable, "-m", "raysim.cli", *args], env=env(), capture_output=True, text=True,
-                          timeout=800)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return done.stdout
 
 
 def test_mixture_fit_then_simulate(tmp_path):

@@ -98,6 +98,7 @@ class MixtureFitter(Fitter):
         baseline = _run_distributions(context, targets)
         out: dict[str, dict] = {}
         with context.prompt_backend(p.crafter) as backend:
+            every_target = Distributions(backend, targets)   # shared by the groups: each prompt asked once
             for group in groups:
                 try:
                     observed = observe(targets, people, group)
@@ -112,8 +113,7 @@ class MixtureFitter(Fitter):
                 if p.tune_samples:
                     comps = search.dists(found.prompts)
                     tuned = context.search_weights(comps, fit_obs.distributions, p.tune_samples, p.seed)
-                out[group] = _group_result(found, tuned, targets, fitted_idx, observed,
-                                           Distributions(backend, targets), p.default_prompt,
+                out[group] = _group_result(found, tuned, targets, fitted_idx, observed, every_target, p.default_prompt,
                                            baseline.get(group), p.seed)
         common = {"algorithm": p.algorithm, "crafter": p.crafter or "the run's model",
                   "scenario": {"targets": [_describe(t) for t in targets], "heldout": list(p.heldout),
