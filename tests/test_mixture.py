@@ -230,3 +230,17 @@ def test_fitter_reports_fitted_and_heldout_targets_and_the_kind_draws_from_it(tm
     other = write_fit(tmp_path / "t", fitter="temperature", params={}, run={}, result={"temperature": 1.0})
     with pytest.raises(MethodError, match="not by mixture"):
         MixtureKind(get_method("mixture"), None, Setup(CB, ("Q164",), resources={"fit": load_fit(other.path)}))
+
+
+def test_scores_split_a_mixture_runs_questions_into_fitted_and_held_out_items(tmp_path):
+    from raysim.fits import write_fit
+    from raysim.report.scorecard import FITTED, HELD_OUT, fit_item_sets
+
+    result = {"scenario": {"targets": ["Q1", {"scale": "trait", "items": ["Q2", "Q3"], "reverse": ["Q3"]},
+                                       {"scale": "other", "items": ["Q4", "Q5"], "reverse": []}],
+                           "heldout": ["other"]}}
+    fit = write_fit(tmp_path / "m", fitter="mixture", params={}, run={}, result=result)
+    sets = fit_item_sets(fit, ["Q1", "Q2", "Q3", "Q4", "Q5", "Q6"])
+    assert sets == {FITTED: ["Q1", "Q2", "Q3"], HELD_OUT: ["Q4", "Q5", "Q6"]}
+    temperature = write_fit(tmp_path / "t", fitter="temperature", params={}, run={}, result={"temperature": 1.0})
+    assert fit_item_sets(temperature, ["Q1"]) is None and fit_item_sets(None, ["Q1"]) is None

@@ -195,3 +195,22 @@ def test_score_command_by_an_item_writes_the_per_question_table(tmp_path, capsys
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
     assert captured.err.startswith("raysim: error: by must be one of") and "'nope'" in captured.err
+
+
+def test_item_sets_are_scored_like_categories_and_leave_the_rest_unchanged():
+    pop, res, cb = run(seed=3)
+    plain = score(res, pop, cb, n_boot=25, seed=1)
+    sets = {"fitted items": ["Q1"], "both": ["Q1", "Q57"], "unasked": ["Q260"]}
+    s = score(res, pop, cb, n_boot=25, seed=1, item_sets=sets)
+    t = s.table
+    assert "unasked" not in set(t.category)   # a set with no scored item is left out
+    pd.testing.assert_frame_equal(t[~t.category.isin(sets)].reset_index(drop=True), plain.table)
+    cols = ["metric", "country", "value", "ci_low", "ci_high", "floor", "n_questions"]
+
+    def rows(category):
+        return t[t.category == category][cols].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(rows("fitted items"), rows("Alpha"))   # Alpha holds Q1 alone
+    pd.testing.assert_frame_equal(rows("both"), rows("Overall"))
+    with pytest.raises(ScoreError, match="Q999"):
+        score(res, pop, cb, n_boot=5, item_sets={"x": ["Q999"]})

@@ -68,6 +68,12 @@ class Fitter(ABC):
         """Models it loads beside the run's (names or paths), checked before the fit starts."""
         return []
 
+    @classmethod
+    def fitted_items(cls, result: dict[str, Any]) -> list[str] | None:
+        """The question ids a fit with this ``result`` was fitted to, so that scores can show
+        them apart from the run's other (held-out) questions; None: not fitted to items."""
+        return None
+
     @abstractmethod
     def fit(self, context: FitContext) -> dict[str, Any]:
         """The artefact's ``result`` (plain YAML types)."""

@@ -77,6 +77,17 @@ class MixtureFitter(Fitter):
     def models(cls, params: MixtureParams) -> list[str]:
         return [params.crafter] if params.crafter else []
 
+    @classmethod
+    def fitted_items(cls, result: dict[str, Any]) -> list[str] | None:
+        scenario = result.get("scenario") or {}
+        heldout = set(scenario.get("heldout") or [])
+        items: list[str] = []
+        for t in scenario.get("targets") or []:
+            name, members = (t["scale"], t["items"]) if isinstance(t, dict) else (t, [t])
+            if name not in heldout:
+                items += [q for q in members if q not in items]
+        return items
+
     def fit(self, context: FitContext) -> dict[str, Any]:
         p: MixtureParams = self.params
         try:

@@ -23,7 +23,9 @@ How the numbers are made:
   item of the population (named by its option label, or its code where the item has none),
   respondents with a null in that item being in no group (counted in ``Scores.ungrouped``).
 - Aggregation: mean over the scored items of a category; "Overall" = mean over all scored
-  items; group "ALL" = mean of the per-group figures (each group once).
+  items; group "ALL" = mean of the per-group figures (each group once). Named item sets
+  (``item_sets``: e.g. the items a mixture was fitted to and the others) are extra
+  "categories" aggregated the same way.
 - Bootstrap: B multinomial resamples of the matched respondents within each group
   (seeded by (seed, group name), so a group's figures do not depend on which others are
   scored, and methods with the same respondents share resamples). Each resample re-weights
@@ -48,7 +50,7 @@ import math
 import warnings
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -130,7 +132,8 @@ class _Layout:
     """(K, item indices, [n_items_K, K] column indices) per distinct option count."""
 
     @classmethod
-    def build(cls, codebook: Codebook, qids: list[str]) -> "_Layout":
+    def build(cls, codebook: Codebook, qids: list[str],
+              item_sets: Mapping[str, Iterable[str]] | None = None) -> "_Layout":
         items = [codebook[q] for q in qids]
         items = [it for it in items if it.has_options]
         if not items:
@@ -139,8 +142,12 @@ class _Layout:
         k = np.array([len(it.options) for it in items])
         offsets = np.concatenate([[0], np.cumsum(k)[:-1]])
         cats = [c for c in codebook.categories if any(it.category == c for it in items)]
-        groups = (OVERALL, *cats)
-        membership = np.array([[1.0] + [float(it.category == c) for c in cats] for it in items])
+        # item sets (e.g. the items a method was fitted to) are aggregated like categories
+        sets = {name: {codebook[q].id for q in members} for name, members in (item_sets or {}).items()}
+        sets = {name: ids for name, ids in sets.items() if any(it.id in ids for it in items)}
+        groups = (OVERALL, *cats, *sets)
+        membership = np.array([[1.0] + [float(it.category == c) for c in cats] +
+                               [float(it.id in ids) for ids in sets.values()] for it in items])
         keys, cols = [], []
         for j, it in enumerate(items):
             pos = it.scale_positions()
@@ -523,14 +530,16 @@ def group_column(table: pd.DataFrame) -> str:
 
 def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: Codebook, *,
           mode: str = "probs", n_boot: int = 200, seed: int = 0, level: float = 0.95,
-          by: str = "country") -> Scores:
+          by: str = "country", item_sets: Mapping[str, Iterable[str]] | None = None) -> Scores:
     """Score every method in ``results`` against ``population`` (see the module docstring).
 
     ``results`` follows the result-row contract (pandas or Arrow), ``population`` the
     canonical population frame (``read_population``). ``by="sample"`` scores all matched
     respondents as one group (country "ALL"): a sample drawn across countries, too few per
     country to score each (the PSII paper's 100 respondents). ``by`` an item id (e.g. Q260):
-    one group per answer to it, and the group column is named after the item."""
+    one group per answer to it, and the group column is named after the item. ``item_sets``:
+    name → question ids, each aggregated as one more category (a set with no scored item is
+    left out; an id the codebook does not know is an error)."""
     if mode not in MODES:
         raise ScoreError(f"mode {mode!r} is not one of {MODES}")
     check_by(by, codebook, population.columns)
@@ -539,7 +548,10 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
     t = _as_table(results)
     qnames = pc.unique(t["qid"]).to_pylist()
     order = {q: i for i, q in enumerate(codebook.items)}
-    layout = _Layout.build(codebook, sorted((codebook[q].id for q in qnames), key=order.__getitem__))
+    unknown = sorted({str(q) for ids in (item_sets or {}).values() for q in ids if q not in codebook})
+    if unknown:
+        raise ScoreError(f"item sets name questions the codebook {codebook.name!r} does not have: {unknown[:5]}")
+    layout = _Layout.build(codebook, sorted((codebook[q].id for q in qnames), key=order.__getitem__), item_sets)
     pop = _prepare_population(population, layout, by)
     weights = pop.frame[WEIGHT].to_numpy(dtype=np.float64)
 

@@ -34,7 +34,7 @@ import pandas as pd
 from ..atomic import write_atomic
 from ..engine.loading import EMBEDDED_NAME
 from ..metrics.scores import BY, ScoreError, check_by
-from ..report.scorecard import score_run
+from ..report.scorecard import FITTED, HELD_OUT, score_run
 from ..report.tables import experiment_tables
 from ..survey.codebook import load_codebook
 from ..survey.sources import SourceError, source_from_text
@@ -240,6 +240,9 @@ def run_experiment(experiment: Experiment, out: str | Path, *, command: str | No
             f"{n} {_valid_share(out / RUNS_DIR / n):.0%}" for n in experiment.methods) + "; invalid answers are "
             "kept in the results and left out of the sampled distributions.")
     notes += _language_notes(runs, resolved["questions"])
+    if (scores["category"] == FITTED).any():
+        notes.append(f"Columns '{FITTED}' / '{HELD_OUT}': the questions the experiment's fit was fitted to, and the "
+                     "others (held out: the fit never saw their human answers).")
     if experiment.calibrate:
         notes.append(f"+tilt / +temperature: each question's answer distributions calibrated with the T fitted on "
                      f"the OTHER questions of the same respondents (leave-one-question-out, fitter variance; fits in "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..fits.artefact import write_fit
+from ..fits.artefact import load_fit, write_fit
 from ..fits.variance import Params, VarianceFitter
 from ..metrics.scores import Scores, score
 from ..postprocess import apply_steps, parse_steps
@@ -22,6 +22,7 @@ from ..runs.rundir import config_hash, load_run_config, results_dir
 from ..survey.codebook import Codebook
 from ..survey.columns import ID
 from ..survey.population import codebook_of, read_population
+from .scorecard import fit_item_sets
 
 VARIANTS = {"tilt": True, "temperature": False}   # variant → mean-preserving
 
@@ -58,4 +59,5 @@ def calibrated_scores(run_dir: str | Path, variant: str, fit_dir: str | Path, *,
                     run={"config_hash": config_hash(config), "method": config["method"], "path": str(run_dir)},
                     result=result)
     calibrated = apply_steps(rows, parse_steps(["tilt"]), codebook, fit)
-    return score(calibrated, population, codebook, n_boot=n_boot, seed=seed, by=by)
+    sets = fit_item_sets(load_fit(config["fit"]["path"]) if "fit" in config else None, rows["qid"].unique())
+    return score(calibrated, population, codebook, n_boot=n_boot, seed=seed, by=by, item_sets=sets)

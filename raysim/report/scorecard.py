@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 import yaml
@@ -13,7 +13,8 @@ import yaml
 from ..atomic import write_atomic
 from ..metrics.scores import OVERALL, Scores, check_by, score, to_markdown
 from ..runs.results import read_results
-from ..fits.artefact import load_fit
+from ..fits.artefact import Fit, load_fit
+from ..fits.base import FITTERS
 from ..postprocess import Step, apply_steps, parse_steps
 from ..runs.rundir import load_postprocess, load_run_config, results_dir
 from ..survey.population import codebook_of, read_population
@@ -49,7 +50,8 @@ def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: st
     steps = parse_steps(load_postprocess(run_dir) if postprocess is None else postprocess)
     fit = load_fit(config["fit"]["path"]) if "fit" in config else None
     results = apply_steps(read_results(results_dir(run_dir), columns=_SCORED_COLUMNS), steps, codebook, fit)
-    scores = score(results, population, codebook, mode=mode, n_boot=n_boot, seed=seed, by=by)
+    scores = score(results, population, codebook, mode=mode, n_boot=n_boot, seed=seed, by=by,
+                   item_sets=fit_item_sets(fit, results["qid"].unique()))
     table: pd.DataFrame = scores.table
     md = to_markdown(scores)
     overall = to_markdown(table[table["category"] == OVERALL])
@@ -64,6 +66,18 @@ def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: st
     for name, write in writers.items():
         write_atomic(run_dir / name, write)
     return Scorecard(scores, header + md, header + overall, tuple(run_dir / name for name in writers))
+
+
+FITTED, HELD_OUT = "fitted items", "held-out items"
+
+
+def fit_item_sets(fit: Fit | None, questions: Iterable[str]) -> dict[str, list[str]] | None:
+    """For a fit made on some items (a prompt mixture): the run's questions split into those
+    it was fitted to and the others, scored as two more categories."""
+    fitted = FITTERS.get(fit.fitter).fitted_items(fit.result) if fit is not None else None
+    if not fitted:
+        return None
+    return {FITTED: [q for q in questions if q in fitted], HELD_OUT: [q for q in questions if q not in fitted]}
 
 
 def _postprocessed(steps: list[Step]) -> str:
