@@ -150,6 +150,25 @@ def _score(a: argparse.Namespace) -> int:
     return 0
 
 
+def _personas_align(a: argparse.Namespace) -> int:
+    from .align.aligned_set import REPORT_FILE, align, write_aligned_set
+    from .survey.population import codebook_of, read_population
+
+    by = [x.strip() for x in a.by.split(",") if x.strip()]
+    codebook = codebook_of(a.pool)
+    pool, target = read_population(a.pool), read_population(a.target)
+    found = align(pool, target, by, codebook, method=a.method, cap=a.cap, reg=a.reg, stay=a.stay, seed=a.seed)
+    write_aligned_set(pool, found, codebook, a.out, size=a.size, seed=a.seed,
+                      about={"pool": str(a.pool), "target": str(a.target)})
+    n = int((found.weights > 0).sum())
+    print(f"aligned {n} personas of {a.pool} to {a.target} over {', '.join(by)} by {a.method}: "
+          f"effective sample size {found.ess:.1f} ({found.ess / n:.1%} of {n})")
+    for attr in by:
+        print(f"  {attr}: TV distance to the target {found.tv_before[attr]:.4f} -> {found.tv_after[attr]:.4f}")
+    print(f"wrote {a.out} ({REPORT_FILE}; simulate it with population: {{path: {a.out}/population}})")
+    return 0
+
+
 def _personas_descriptors(a: argparse.Namespace) -> int:
     from .engine.backends import make_engine
     from .engine.loading import ModelSpec
@@ -402,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="post-processing steps as YAML text or a YAML file, e.g. '[{temperature: "
                         "{temperature: 1.5}}]' (default: the run config's postprocess; none: no steps)")
     s.set_defaults(fn=_score)
-    pers = sub.add_parser("personas", help="value personas").add_subparsers(dest="sub", required=True)
+    pers = sub.add_parser("personas", help="value personas and aligned persona sets").add_subparsers(dest="sub", required=True)
     s = pers.add_parser("descriptors", help="have a local instruct model write value descriptors (a descriptors "
                         "YAML for value_persona methods)",
                         description="Write value descriptors with a local model. Example: raysim personas descriptors "
@@ -418,6 +437,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--dtype", default="float32")
     s.set_defaults(fn=_personas_descriptors)
+    s = pers.add_parser("align", help="weight a persona pool to stand for a target population over some attributes",
+                        description="Align a pool population to a target one (raking, a classifier's density ratio, "
+                        "or optimal transport) and write the aligned set. Example: raysim personas align --pool pop/ "
+                        "--target country/ --by Q260,Q275,Q288 --method ipf -o aligned/")
+    s.add_argument("--pool", required=True, help="the population the personas come from")
+    s.add_argument("--target", required=True, help="the population to stand for (its weights used)")
+    s.add_argument("--by", required=True, help="attributes (item ids), comma-separated, e.g. Q260,Q275,Q288")
+    s.add_argument("--method", choices=["ipf", "classifier", "ot"], default="ipf",
+                   help="ipf: match each attribute's marginal (default); classifier: the joint, by a density "
+                   "ratio; ot: optimal transport to the target's people")
+    s.add_argument("--cap", type=float, help="trim weights at CAP x their mean (default: no trimming)")
+    s.add_argument("--size", type=int, help="resample this many personas (default: keep the pool, weighted)")
+    s.add_argument("--reg", type=float, default=0.01, help="ot: entropic regularisation (default 0.01)")
+    s.add_argument("--stay", type=float, default=0.1, help="ot: how strongly the pool keeps its own weights "
+                   "(default 0.1; small: each person's nearest personas)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-o", "--out", required=True, help="the aligned set's directory (new)")
+    s.set_defaults(fn=_personas_align)
     s = sub.add_parser("map", help="the Inglehart–Welzel map: fitted on a population's real answers, runs' "
                        "simulated respondents projected through the same fit",
                        description="Inglehart–Welzel cultural map. Example: raysim map pop/ --runs runs/exp/runs/pe "

@@ -9,7 +9,7 @@ from pathlib import Path
 import raysim
 
 PACKAGE = Path(raysim.__file__).parent
-SCIENCE = ("survey", "metrics", "engine", "identity", "methods", "report", "runs", "fits", "postprocess", "registry")
+SCIENCE = ("survey", "metrics", "engine", "identity", "methods", "report", "runs", "fits", "postprocess", "registry", "align")
 RAY_LAYERS = ("pipeline", "tune")
 
 
