@@ -214,3 +214,27 @@ def test_item_sets_are_scored_like_categories_and_leave_the_rest_unchanged():
     pd.testing.assert_frame_equal(rows("both"), rows("Overall"))
     with pytest.raises(ScoreError, match="Q999"):
         score(res, pop, cb, n_boot=5, item_sets={"x": ["Q999"]})
+
+
+def test_score_command_shows_a_mixture_runs_fitted_and_held_out_items(tmp_path, capsys):
+    from raysim.fits import write_fit
+
+    cb = load_codebook("cardata")
+    people = load_cardata().groupby("country").head(30).reset_index(drop=True)
+    write_population(people, tmp_path / "pop", cb)
+    scored = [q for q in cb.question_ids if cb[q].has_options]
+    fitted = scored[0]
+    fit = write_fit(tmp_path / "fit", fitter="mixture", params={}, run={},
+                    result={"scenario": {"targets": [fitted], "heldout": []}})
+    run_dir = tmp_path / "run"
+    (run_dir / "results").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(f"codebook: cardata\npopulation: {tmp_path / 'pop'}\nanswer: logprob\n"
+                                         f"fit: {{path: {fit.path.parent}}}\n")
+    write_results_shard(uniform_results(people, cb, cb.question_ids, run_id="r", config_hash="h"),
+                        run_dir / "results", "part-0")
+    assert main(["score", str(run_dir), "--boot", "3"]) == 0
+    scores = pd.read_csv(run_dir / "scores.csv")
+    at = scores[(scores.country == POOLED) & (scores.metric == "kl")].set_index("category")
+    assert at.loc["fitted items", "n_questions"] == 1
+    assert scored == [fitted] and "held-out items" not in at.index   # carData's one opinion item: none held out
+    assert "fitted items" in (run_dir / "scores.md").read_text()
