@@ -151,20 +151,21 @@ def _score(a: argparse.Namespace) -> int:
 
 
 def _personas_align(a: argparse.Namespace) -> int:
-    from .align.aligned_set import REPORT_FILE, align, write_aligned_set
-    from .survey.population import codebook_of, read_population
+    from .align.aligned_set import REPORT_FILE, WHOLE
+    from .align.build import AlignSpec, make_aligned_set, target_from_text
+    from .survey.sources import source_from_text
 
-    by = [x.strip() for x in a.by.split(",") if x.strip()]
-    codebook = codebook_of(a.pool)
-    pool, target = read_population(a.pool), read_population(a.target)
-    found = align(pool, target, by, codebook, method=a.method, cap=a.cap, reg=a.reg, stay=a.stay, seed=a.seed)
-    write_aligned_set(pool, found, codebook, a.out, size=a.size, seed=a.seed,
-                      about={"pool": str(a.pool), "target": str(a.target)})
-    n = int((found.weights > 0).sum())
-    print(f"aligned {n} personas of {a.pool} to {a.target} over {', '.join(by)} by {a.method}: "
-          f"effective sample size {found.ess:.1f} ({found.ess / n:.1%} of {n})")
-    for attr in by:
-        print(f"  {attr}: TV distance to the target {found.tv_before[attr]:.4f} -> {found.tv_after[attr]:.4f}")
+    spec = AlignSpec(pool=source_from_text(a.pool).to_mapping(), target=target_from_text(a.target),
+                     by=[x.strip() for x in a.by.split(",") if x.strip()], method=a.method,
+                     per_country=a.per_country, size=a.size, cap=a.cap, reg=a.reg, stay=a.stay, seed=a.seed)
+    parts = make_aligned_set(spec, a.out)
+    for country, found in parts.items():
+        n = int((found.weights > 0).sum())
+        to = a.target if country == WHOLE else f"{a.target} {country}"
+        print(f"aligned {n} personas of {a.pool} to {to} over {', '.join(found.by)} by {found.method}: "
+              f"effective sample size {found.ess:.1f} ({found.ess / n:.1%} of {n})")
+        for attr in found.by:
+            print(f"  {attr}: TV distance to the target {found.tv_before[attr]:.4f} -> {found.tv_after[attr]:.4f}")
     print(f"wrote {a.out} ({REPORT_FILE}; simulate it with population: {{path: {a.out}/population}})")
     return 0
 
@@ -441,14 +442,19 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Align a pool population to a target one (raking, a classifier's density ratio, "
                         "or optimal transport) and write the aligned set. Example: raysim personas align --pool pop/ "
                         "--target country/ --by Q260,Q275,Q288 --method ipf -o aligned/")
-    s.add_argument("--pool", required=True, help="the population the personas come from")
-    s.add_argument("--target", required=True, help="the population to stand for (its weights used)")
+    s.add_argument("--pool", required=True, help="the population the personas come from (a path, cardata or "
+                   "synthetic:N)")
+    s.add_argument("--target", required=True, help="the population to stand for (its weights used; a path, cardata "
+                   "or synthetic:N), or a marginals YAML file (marginals: {COUNTRY: {ATTR: {CODE: SHARE}}})")
     s.add_argument("--by", required=True, help="attributes (item ids), comma-separated, e.g. Q260,Q275,Q288")
-    s.add_argument("--method", choices=["ipf", "classifier", "ot"], default="ipf",
+    s.add_argument("--method", choices=["ipf", "classifier", "ot", "none"], default="ipf",
                    help="ipf: match each attribute's marginal (default); classifier: the joint, by a density "
-                   "ratio; ot: optimal transport to the target's people")
+                   "ratio; ot: optimal transport to the target's people; none: the pool's own weights (the "
+                   "unaligned baseline, written alike)")
+    s.add_argument("--per-country", action="store_true", help="align the whole pool to each country of the target "
+                   "in turn; the set holds one copy per country, relabelled to it (a marginals target always is)")
     s.add_argument("--cap", type=float, help="trim weights at CAP x their mean (default: no trimming)")
-    s.add_argument("--size", type=int, help="resample this many personas (default: keep the pool, weighted)")
+    s.add_argument("--size", type=int, help="resample this many personas (per country with --per-country; default: keep the pool, weighted)")
     s.add_argument("--reg", type=float, default=0.01, help="ot: entropic regularisation (default 0.01)")
     s.add_argument("--stay", type=float, default=0.1, help="ot: how strongly the pool keeps its own weights "
                    "(default 0.1; small: each person's nearest personas)")

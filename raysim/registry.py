@@ -15,10 +15,13 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, what: str, group: str, builtins: str, error: type[ValueError] = ValueError) -> None:
+    def __init__(self, what: str, group: str, builtins: str | tuple[str, ...],
+                 error: type[ValueError] = ValueError) -> None:
         """``what`` names a part in messages ("method kind"); ``group`` is the entry-point group;
-        ``builtins`` the package whose import registers the built-in parts."""
-        self.what, self.group, self.builtins, self.error = what, group, builtins, error
+        ``builtins`` the package(s) whose import registers the built-in parts (a part built on
+        a higher layer, e.g. the aligned persona set source, is imported by name on first lookup)."""
+        self.what, self.group, self.error = what, group, error
+        self.builtins = (builtins,) if isinstance(builtins, str) else builtins
         self._parts: dict[str, T] = {}
         self._loaded = False
 
@@ -36,7 +39,8 @@ class Registry(Generic[T]):
         """Every part by name, the built-in ones and the entry-point group's."""
         if not self._loaded:
             self._loaded = True
-            import_module(self.builtins)
+            for module in self.builtins:
+                import_module(module)
             for ep in entry_points(group=self.group):
                 ep.load()   # the module registers its parts on import
         return dict(self._parts)

@@ -132,15 +132,18 @@ def test_personas_align_writes_a_weighted_population_matching_the_targets_margin
         assert (got.reindex(want.index).fillna(0) - want).abs().max() < 1e-6, attr
     import yaml
     report = yaml.safe_load((tmp_path / "set" / "alignment.yaml").read_text())
-    assert report["method"] == "ipf" and 0 < report["effective_sample_size"] <= 1500
-    assert all(v["after"] < 1e-6 <= v["before"] for v in report["tv_distance"].values())
+    whole = report["parts"]["ALL"]   # aligned as a whole: one part, the personas keep their countries
+    assert report["method"] == "ipf" and 0 < whole["effective_sample_size"] <= 1500
+    assert all(v["after"] < 1e-6 <= v["before"] for v in whole["tv_distance"].values())
+    pool_people = read_population(pool_dir)
+    assert set(aligned["country"]) <= set(pool_people["country"])
 
     # resampled to a set of any size: new unique ids, weight 1, closer to the target than the pool was
     assert main(["personas", "align", "--pool", str(pool_dir), "--target", str(target_dir), "--by", "Q260,Q275",
                  "--method", "ot", "--size", "500", "-o", str(tmp_path / "ot")]) == 0
     ot_set = read_population(tmp_path / "ot" / "population")
     assert len(ot_set) == 500 and ot_set["respondent_id"].is_unique and (ot_set["weight"] == 1).all()
-    tv = yaml.safe_load((tmp_path / "ot" / "alignment.yaml").read_text())["tv_distance"]
+    tv = yaml.safe_load((tmp_path / "ot" / "alignment.yaml").read_text())["parts"]["ALL"]["tv_distance"]
     assert all(v["after"] < v["before"] for v in tv.values()), tv
 
     # bad input: one line naming the attribute; an existing set is not touched

@@ -1,32 +1,53 @@
-"""An aligned persona set: a pool population weighted to stand for a target population over some
-attributes (``raysim personas align``), written as a canonical population whose ``weight``
-column carries the alignment, so any run can simulate it (``population: {path: SET/population}``).
+"""An aligned persona set: a pool population weighted to stand for a target over some attributes
+(``raysim personas align``, the ``aligned`` population source), written as a canonical population
+whose ``weight`` column carries the alignment, so any run can simulate it.
 
-    SET/population/     the pool's personas with aligned weights (or ``size`` of them resampled)
-    SET/alignment.yaml  method, attributes, effective sample size, per-attribute TV distance to
-                        the target before and after
+    SET/population/        the personas, in the TARGET's codebook (the pool's columns that codebook
+                           also has); weights with mean 1 per country, or ``size`` resampled ones
+    SET/humans/            the target's people (absent for a marginals-only target): a simulation of
+                           the set is scored against them (``humans_of``), not against the personas
+    SET/personas.parquet   each persona's (country, respondent_id) and the pool respondent it is
+    SET/alignment.yaml     method, attributes, per country the effective sample size and each
+                           attribute's TV distance to the target before and after
+
+The target is people (a population frame: ipf, classifier, ot) or marginals only (per country,
+attribute → code → share: ipf). ``per_country``: the whole pool is aligned to each country of the
+target in turn and the set holds one copy per country, relabelled to it (a country simulated from
+its demographics alone); otherwise the pool is aligned to the target as a whole and keeps its
+countries. Method ``none`` keeps the pool's weights: the unaligned baseline, written alike.
+
+Numeric attributes (age) are raked and TV-compared over bands: the target's deciles, or for
+marginals the ``"lo-hi"`` ranges their keys give.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from ..atomic import publish_dir, staging_dir, write_text_atomic
+from ..atomic import publish_dir, staging_dir, write_atomic, write_text_atomic
 from ..survey.codebook import Codebook
-from ..survey.columns import ID, WEIGHT
+from ..survey.columns import BASE_COLUMNS, COUNTRY, ID, WEIGHT
 from ..survey.population import write_population
+from ..yamlfile import load_yaml
 from .importance import AlignError, density_ratio, effective_sample_size, rake, resample, trim
 from .transport import ground_cost, subgroup_weights
 
-METHODS = ("ipf", "classifier", "ot")
-POPULATION_DIR, REPORT_FILE = "population", "alignment.yaml"
+METHODS = ("ipf", "classifier", "ot", "none")
+POPULATION_DIR, HUMANS_DIR, PERSONAS_FILE, REPORT_FILE = "population", "humans", "personas.parquet", "alignment.yaml"
+BANDS = 10
+WHOLE = "ALL"
+"""The report's key for a set aligned to the target as a whole."""
+
+Marginals = Mapping[str, Mapping[Any, float]]
+"""Attribute → value → share (a numeric attribute's values are ``"lo-hi"`` ranges)."""
 
 
 @dataclass
@@ -39,58 +60,122 @@ class Alignment:
     tv_before: dict[str, float]
     tv_after: dict[str, float]
     left_out: int = 0
-    """Pool rows with a null in an attribute (weight 0)."""
-    extra: dict[str, Any] = field(default_factory=dict)
+    """Pool rows with a null in an attribute, or a numeric value outside every band (weight 0)."""
+    cap: float | None = None
 
 
-def _shares(values: pd.Series, w: np.ndarray) -> pd.Series:
+# ---------------------------------------------------------------- target shares
+
+def _weighted_shares(values: pd.Series, w: np.ndarray) -> pd.Series:
     s = pd.Series(w, index=values.index).groupby(values.to_numpy()).sum()
     return s / s.sum()
 
 
-def tv_distance(pool: pd.Series, w: np.ndarray, target: pd.Series, tw: np.ndarray) -> float:
-    """Total variation between the weighted distributions of one attribute's values."""
-    a, b = _shares(pool, w), _shares(target, tw)
+def _tv(a: pd.Series, b: pd.Series) -> float:
     return float(0.5 * a.sub(b, fill_value=0).abs().sum())
 
 
-def align(pool: pd.DataFrame, target: pd.DataFrame, by: list[str], codebook: Codebook, *, method: str = "ipf",
-          cap: float | None = None, reg: float = 0.01, stay: float = 0.1, seed: int = 0) -> Alignment:
-    """Weights of ``pool``'s rows that make it match ``target`` over ``by`` (module docstring)."""
+def _floats(values: pd.Series) -> np.ndarray:
+    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+_RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*-\s*(-?\d+(?:\.\d+)?)\s*$")
+
+
+def _ranges(attr: str, keys) -> list[tuple[float, float, str]]:
+    out = []
+    for k in keys:
+        m = _RANGE.match(str(k))
+        if m is None:
+            try:
+                lo = hi = float(k)
+            except ValueError:
+                raise AlignError(f"{attr}: a numeric attribute's marginal key must be a number or a "
+                                 f"'lo-hi' range, got {k!r}") from None
+        else:
+            lo, hi = float(m.group(1)), float(m.group(2))
+        out.append((lo, hi, str(k)))
+    return out
+
+
+def _matched(pool: pd.DataFrame, target: pd.DataFrame | Marginals, by: list[str], numeric: list[str],
+             tw: np.ndarray | None) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+    """The pool's ``by`` columns with numeric ones banded, and the target's shares of each
+    attribute over the same values."""
+    pool_b, shares = pool[by].copy(), {}
+    for a in by:
+        if isinstance(target, pd.DataFrame):
+            t = target[a]
+            if a in numeric:
+                tv = _floats(t)
+                edges = np.unique(np.quantile(tv, np.linspace(0, 1, BANDS + 1))[1:-1])
+                x = _floats(pool[a])
+                pool_b[a] = pd.Series(np.where(np.isnan(x), np.nan, np.searchsorted(edges, x, side="right")),
+                                      index=pool.index)
+                t = pd.Series(np.searchsorted(edges, tv, side="right"), index=target.index)
+            shares[a] = _weighted_shares(t, tw)
+        else:
+            given = pd.Series(dict(target[a]), dtype=np.float64)
+            if a in numeric:
+                x = _floats(pool[a])
+                band = pd.Series(np.nan, index=pool.index, dtype=object)
+                for lo, hi, label in _ranges(a, given.index):
+                    band[(x >= lo) & (x <= hi)] = label
+                pool_b[a] = band
+                given.index = [str(k) for k in given.index]
+            shares[a] = given / given.sum()
+    return pool_b, shares
+
+
+# ---------------------------------------------------------------- alignment
+
+def align(pool: pd.DataFrame, target: pd.DataFrame | Marginals, by: list[str], codebook: Codebook, *,
+          method: str = "ipf", cap: float | None = None, reg: float = 0.01, stay: float = 0.1,
+          seed: int = 0) -> Alignment:
+    """Weights of ``pool``'s rows that make it match ``target`` (people, or marginals) over ``by``."""
     if method not in METHODS:
         raise AlignError(f"alignment method {method!r} is not one of {list(METHODS)}")
     if not by:
         raise AlignError("--by names no attribute")
-    for name, frame in (("pool", pool), ("target", target)):
-        absent = [a for a in by if a not in frame.columns]
-        if absent:
-            raise AlignError(f"{absent[0]}: not an attribute of the {name}")
+    people = isinstance(target, pd.DataFrame)
+    if not people and method not in ("ipf", "none"):
+        raise AlignError(f"method {method} needs the target's people; a marginals-only target is raked (ipf)")
+    absent = [a for a in by if a not in pool.columns]
+    if absent:
+        raise AlignError(f"{absent[0]}: not an attribute of the pool")
+    absent = [a for a in by if a not in (target.columns if people else target)]
+    if absent:
+        raise AlignError(f"{absent[0]}: not an attribute of the target")
     numeric = [a for a in by if a in codebook and codebook[a].kind == "numeric"]
     categorical = [a for a in by if a not in numeric]
-    usable = pool[by].notna().all(axis=1).to_numpy()
+    tw = None
+    if people:
+        target = target[target[by].notna().all(axis=1)]
+        if target.empty:
+            raise AlignError(f"every target row has a null in one of {by}")
+        tw = target[WEIGHT].to_numpy(dtype=np.float64)
+    pool_b, shares = _matched(pool, target, by, numeric, tw)
+    usable = pool_b.notna().all(axis=1).to_numpy()
     if not usable.any():
         raise AlignError(f"every pool row has a null in one of {by}")
-    target = target[target[by].notna().all(axis=1)]
-    if target.empty:
-        raise AlignError(f"every target row has a null in one of {by}")
-    base = np.where(usable, pool[WEIGHT].to_numpy(dtype=np.float64), 0.0)
-    tw = target[WEIGHT].to_numpy(dtype=np.float64)
-    p = pool[usable]
-    if method == "ipf":
-        marginals = {a: _shares(target[a], tw).to_dict() for a in by}
-        w = rake(p, marginals, base[usable])
+    base = np.where(usable, pool[WEIGHT].to_numpy(dtype=np.float64), 0.0)[usable]
+    p, pb = pool[usable], pool_b[usable]
+    if method == "none":
+        w = base / base.sum()
+    elif method == "ipf":
+        w = rake(pb, {a: shares[a].to_dict() for a in by}, base)
     elif method == "classifier":
-        w = density_ratio(p, target, categorical, numeric, target_weights=tw, seed=seed) * base[usable]
+        w = density_ratio(p, target, categorical, numeric, target_weights=tw, seed=seed) * base
     else:
-        w = _transport(p, target, categorical, numeric, base[usable], tw, reg=reg, stay=stay)
+        w = _transport(p, target, categorical, numeric, base, tw, reg=reg, stay=stay)
     if cap is not None:
         w = trim(w, cap)
     weights = np.zeros(len(pool))
     weights[usable] = w / w.sum()
     return Alignment(weights=weights, method=method, by=list(by), ess=effective_sample_size(weights),
-                     tv_before={a: tv_distance(p[a], base[usable], target[a], tw) for a in by},
-                     tv_after={a: tv_distance(p[a], w, target[a], tw) for a in by},
-                     left_out=int((~usable).sum()), extra={"cap": cap} if cap is not None else {})
+                     tv_before={a: _tv(_weighted_shares(pb[a], base), shares[a]) for a in by},
+                     tv_after={a: _tv(_weighted_shares(pb[a], w), shares[a]) for a in by},
+                     left_out=int((~usable).sum()), cap=cap)
 
 
 def _transport(p: pd.DataFrame, target: pd.DataFrame, categorical: list[str], numeric: list[str], base: np.ndarray,
@@ -108,34 +193,126 @@ def _transport(p: pd.DataFrame, target: pd.DataFrame, categorical: list[str], nu
     return cell_w[cell_of] * within
 
 
-def write_aligned_set(pool: pd.DataFrame, alignment: Alignment, codebook: Codebook, out: str | Path, *,
-                      size: int | None = None, seed: int = 0, about: dict[str, Any] | None = None) -> Path:
-    """SET/population (weights with mean 1, or ``size`` personas resampled with weight 1, given new
-    ids) and SET/alignment.yaml."""
+def align_parts(pool: pd.DataFrame, target: pd.DataFrame | Mapping[str, Marginals], by: list[str], codebook: Codebook,
+                *, per_country: bool, **options: Any) -> dict[str, Alignment]:
+    """One alignment per country of the target (``per_country``; a marginals target is always
+    per country: its keys are countries), or one (``WHOLE``) to the target as a whole."""
+    if isinstance(target, pd.DataFrame) and not per_country:
+        return {WHOLE: align(pool, target, by, codebook, **options)}
+    parts = target.items() if not isinstance(target, pd.DataFrame) else target.groupby(COUNTRY, sort=True)
+    out = {}
+    for country, part in parts:
+        try:
+            out[str(country)] = align(pool, part, by, codebook, **options)
+        except AlignError as e:
+            raise AlignError(f"target country {country}: {e}") from None
+    return out
+
+
+# ---------------------------------------------------------------- marginals file
+
+def load_marginals(path: str | Path, codebook: Codebook) -> dict[str, dict[str, dict[Any, float]]]:
+    """A marginals-only target: ``marginals: {COUNTRY: {ATTR: {code or "lo-hi": share}}}``, every
+    attribute an item of ``codebook`` and every code one of its options."""
+    raw = load_yaml(path)
+    where = str(path)
+    if not isinstance(raw, dict) or not isinstance(raw.get("marginals"), dict) or not raw["marginals"]:
+        raise AlignError(f"{where}: a marginals file holds 'marginals: {{COUNTRY: {{ATTRIBUTE: {{CODE: SHARE}}}}}}'")
+    out = {}
+    for country, attrs in raw["marginals"].items():
+        if not isinstance(attrs, dict) or not attrs:
+            raise AlignError(f"{where}: marginals.{country} must map attributes to shares")
+        out[str(country)] = {}
+        for attr, shares in attrs.items():
+            at = f"{where}: marginals.{country}.{attr}"
+            if attr not in codebook:
+                raise AlignError(f"{at}: not an item of codebook {codebook.name!r}")
+            if not isinstance(shares, dict) or not shares or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in shares.values()) \
+                    or not sum(shares.values()) > 0:
+                raise AlignError(f"{at}: shares must map values to numbers ≥ 0 with a positive sum")
+            if codebook[attr].kind != "numeric":
+                bad = [k for k in shares if not isinstance(k, int) or not codebook[attr].valid_code(k)]
+                if bad:
+                    raise AlignError(f"{at}: {bad[0]!r} is not a code of the item")
+            out[str(country)][str(attr)] = dict(shares)
+    return out
+
+
+# ---------------------------------------------------------------- the set on disk
+
+def _personas(pool: pd.DataFrame, alignment: Alignment, country: str, size: int | None, seed: int) -> pd.DataFrame:
+    kept = np.flatnonzero(alignment.weights > 0)
+    if size is None:
+        frame = pool.iloc[kept].copy()
+        frame[WEIGHT] = alignment.weights[kept] * len(kept)
+    else:
+        frame = pool.iloc[resample(alignment.weights, size, seed)].copy()
+        frame[WEIGHT] = 1.0
+    frame["pool_country"], frame["pool_respondent_id"] = frame[COUNTRY].to_numpy(), frame[ID].to_numpy()
+    if country != WHOLE:
+        frame[COUNTRY] = country
+    return frame.reset_index(drop=True)
+
+
+def _in_codebook(frame: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
+    """The personas in the set's codebook: the items it has, each value checked to be its code."""
+    items = [q for q in codebook.items if q in frame.columns]
+    for q in items:
+        values = _floats(frame[q])
+        known = values[~np.isnan(values)]
+        bad = [v for v in np.unique(known) if v != int(v) or not codebook[q].valid_code(int(v))]
+        if bad:
+            raise AlignError(f"{q}: the pool holds {bad[0]:g}, not a code of {q} in codebook {codebook.name!r}")
+    return frame[[*BASE_COLUMNS, *items]]
+
+
+def write_aligned_set(pool: pd.DataFrame, parts: Mapping[str, Alignment], codebook: Codebook, out: str | Path, *,
+                      size: int | None = None, seed: int = 0, humans: pd.DataFrame | None = None,
+                      about: dict[str, Any] | None = None) -> Path:
+    """Write the set (module docstring); ``codebook`` is the target's, ``humans`` its people."""
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists: choose a new directory for the aligned set")
-    kept = alignment.weights > 0
-    if size is None:
-        frame = pool[kept].copy()
-        frame[WEIGHT] = alignment.weights[kept] * kept.sum()
-    else:
-        if size < 1:
-            raise AlignError(f"--size must be positive, got {size}")
-        frame = pool.iloc[resample(alignment.weights, size, seed)].copy()
-        frame[ID] = np.arange(1, size + 1)
-        frame[WEIGHT] = 1.0
+    if size is not None and size < 1:
+        raise AlignError(f"--size must be positive, got {size}")
+    frames = [_personas(pool, a, country, size, seed) for country, a in parts.items()]
+    personas = pd.concat(frames, ignore_index=True)
+    if len(parts) > 1 or size is not None:   # a pool respondent may now be several personas: ids unique per row
+        personas[ID] = np.arange(1, len(personas) + 1)
+    first = next(iter(parts.values()))
+    report = {"method": first.method, "by": first.by, **(about or {}), "codebook": codebook.name,
+              "pool_rows": int(len(pool)), "personas": int(len(personas)), "cap": first.cap,
+              "humans": HUMANS_DIR if humans is not None else None,
+              "parts": {c: {"personas": int(len(f)), "left_out": a.left_out,
+                            "effective_sample_size": round(a.ess, 3),
+                            "tv_distance": {x: {"before": round(a.tv_before[x], 6), "after": round(a.tv_after[x], 6)}
+                                            for x in a.by}}
+                        for (c, a), f in zip(parts.items(), frames)}}
     staging = staging_dir(out)   # built aside, published by one rename: a failure leaves nothing
     try:
-        write_population(frame.reset_index(drop=True), staging / POPULATION_DIR, codebook)
-        report = {"method": alignment.method, "by": alignment.by, **(about or {}),
-                  "pool_rows": int(len(pool)), "left_out_nulls": alignment.left_out, "personas": int(len(frame)),
-                  "effective_sample_size": round(alignment.ess, 3), **alignment.extra,
-                  "tv_distance": {a: {"before": round(alignment.tv_before[a], 6),
-                                      "after": round(alignment.tv_after[a], 6)} for a in alignment.by}}
+        write_population(_in_codebook(personas, codebook), staging / POPULATION_DIR, codebook)
+        if humans is not None:
+            write_population(humans, staging / HUMANS_DIR, codebook)
+        link = personas[[COUNTRY, ID, "pool_country", "pool_respondent_id"]]
+        write_atomic(staging / PERSONAS_FILE, lambda p: link.to_parquet(p, index=False))
         write_text_atomic(staging / REPORT_FILE, yaml.safe_dump(report, sort_keys=False))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     publish_dir(staging, out)
     return out
+
+
+def humans_of(population: str | Path) -> Path | None:
+    """The people a population's respondents stand for, when it is an aligned set's personas
+    (their scores compare them with the target's people); None for any other population."""
+    population = Path(population)
+    report = population.parent / REPORT_FILE
+    if population.name != POPULATION_DIR or not report.is_file():
+        return None
+    humans = (load_yaml(report) or {}).get("humans")
+    if humans is None:
+        raise AlignError(f"{population.parent}: an aligned set made from marginals alone has no people "
+                         "to score its simulation against")
+    return population.parent / humans

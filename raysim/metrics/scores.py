@@ -10,6 +10,8 @@ How the numbers are made:
   population, matched on (country, respondent_id). Human p and simulated q of an item are
   both computed over this matched set, so a subsample run is compared with the same
   people's real answers.
+- Another sample's humans (``humans``: an aligned persona set's target): p from the humans in
+  the group of the same name, bootstrapped apart from the simulated respondents.
 - Human p: ``weight``-weighted counts of the substantive answers (nulls, missing codes and
   extra codes such as 0 "off-scale" excluded), in scale order (``Item.scale_positions``).
 - Simulated q: mode "probs" = weighted mean of each respondent's ``probs`` (mass on
@@ -110,6 +112,8 @@ class Scores:
     """Per method, matched respondents with a null in the item grouped by (in no group)."""
     weightless: tuple[str, ...] = ()
     """Groups left out because their respondents' weights sum to zero (nothing to estimate)."""
+    humanless: tuple[str, ...] = ()
+    """Groups left out because no human of ``score``'s ``humans`` is in them."""
 
 
 # ---------------------------------------------------------------- item layout
@@ -383,13 +387,21 @@ def _per_item(fn, p: np.ndarray, q: np.ndarray, layout: _Layout, ordinal_only: b
     return out
 
 
-def _score_group(human: np.ndarray, sim: np.ndarray, weights: np.ndarray, layout: _Layout,
-                 rng: np.random.Generator, n_boot: int) -> _GroupScores:
+def _resampled(weights: np.ndarray, rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    """[B+1, n] weights: row 0 the sample itself, then multinomial resamples of its rows."""
     n = len(weights)
-    mult = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)
-    w = np.vstack([np.ones(n), mult]) * weights  # row 0: the sample itself
+    return np.vstack([np.ones(n), rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)]) * weights
+
+
+def _score_group(human: np.ndarray, sim: np.ndarray, weights: np.ndarray, layout: _Layout,
+                 rng: np.random.Generator, n_boot: int, human_weights: np.ndarray | None = None) -> _GroupScores:
+    """``human_weights`` None: ``human`` and ``sim`` are the same respondents, resampled together;
+    else the humans are another sample (``humans`` of ``score``), resampled on their own."""
+    n = len(weights)
+    w = _resampled(weights, rng, n_boot)
+    wh = w if human_weights is None else _resampled(human_weights, rng, n_boot)
     # Columns of never-answered items are all NaN in sim; nan_to_num keeps them out of the product.
-    p = _normalise_items(w @ human, layout)
+    p = _normalise_items(wh @ human, layout)
     q = _normalise_items(w @ np.nan_to_num(sim), layout)
     scored = np.isfinite(p[0]).reshape(1, -1) & np.isfinite(q[0]).reshape(1, -1)
     p = np.where(scored, p, np.nan)  # an item unscored in the sample stays out of every replicate
@@ -530,7 +542,8 @@ def group_column(table: pd.DataFrame) -> str:
 
 def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: Codebook, *,
           mode: str = "probs", n_boot: int = 200, seed: int = 0, level: float = 0.95,
-          by: str = "country", item_sets: Mapping[str, Iterable[str]] | None = None) -> Scores:
+          by: str = "country", item_sets: Mapping[str, Iterable[str]] | None = None,
+          humans: pd.DataFrame | None = None) -> Scores:
     """Score every method in ``results`` against ``population`` (see the module docstring).
 
     ``results`` follows the result-row contract (pandas or Arrow), ``population`` the
@@ -539,7 +552,11 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
     country to score each (the PSII paper's 100 respondents). ``by`` an item id (e.g. Q260):
     one group per answer to it, and the group column is named after the item. ``item_sets``:
     name → question ids, each aggregated as one more category (a set with no scored item is
-    left out; an id the codebook does not know is an error)."""
+    left out; an id the codebook does not know is an error). ``humans``: the people the
+    population's respondents stand for (an aligned persona set's target, raysim.align), in the
+    same codebook: each group's human p comes from the humans in the group of the same name,
+    resampled apart from the simulated respondents (a group no human is in is not scored,
+    listed in ``Scores.humanless``)."""
     if mode not in MODES:
         raise ScoreError(f"mode {mode!r} is not one of {MODES}")
     check_by(by, codebook, population.columns)
@@ -554,6 +571,10 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
     layout = _Layout.build(codebook, sorted((codebook[q].id for q in qnames), key=order.__getitem__), item_sets)
     pop = _prepare_population(population, layout, by)
     weights = pop.frame[WEIGHT].to_numpy(dtype=np.float64)
+    people = pop if humans is None else _prepare_population(humans, layout, by)
+    human_groups = None if humans is None else \
+        dict(_groups(people, np.arange(len(people.frame)), by, codebook)[0])
+    humanless: dict[str, None] = {}
 
     table_rows: list[dict] = []
     questions: list[pd.DataFrame] = []
@@ -577,14 +598,24 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
             if not weights[rows].sum() > 0:
                 weightless[str(name)] = None
                 continue
-            cs = _score_group(_human_onehot(pop, rows, layout), _sim_matrix(ans, rows, layout),
-                              weights[rows], layout, _group_rng(seed, name), n_boot)
+            hrows, hweights = rows, None
+            if human_groups is not None:
+                if name not in human_groups:
+                    humanless[str(name)] = None
+                    continue
+                hrows = human_groups[name]
+                hweights = people.frame[WEIGHT].to_numpy(dtype=np.float64)[hrows]
+            cs = _score_group(_human_onehot(people, hrows, layout), _sim_matrix(ans, rows, layout),
+                              weights[rows], layout, _group_rng(seed, name), n_boot, hweights)
             figs = _figures(cs, layout)
             per_group.append(figs)
             n_total += cs.n
             table_rows += _rows(method, name, cs.n, figs, layout, level)
             questions.append(_question_rows(method, name, cs, layout))
         if not per_group:
+            if humanless:
+                raise ScoreError(f"method {method!r}: no human is in any group of its respondents "
+                                 f"(groups {list(humanless)}): nothing to score")
             raise ScoreError(f"method {method!r}: the weights of every group's respondents sum to zero "
                              f"(groups {list(weightless)}): nothing to score")
         if by != "sample":
@@ -594,7 +625,8 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
     rename = {} if by in BY else {COUNTRY: by}
     table = pd.DataFrame(table_rows, columns=list(TABLE_COLUMNS)).rename(columns=rename)
     per_question = pd.concat(questions, ignore_index=True)[list(QUESTION_COLUMNS)].rename(columns=rename)
-    return Scores(table, per_question, mode, n_boot, seed, level, unmatched, ungrouped, tuple(weightless))
+    return Scores(table, per_question, mode, n_boot, seed, level, unmatched, ungrouped, tuple(weightless),
+                  tuple(humanless))
 
 
 def to_markdown(scores: Scores | pd.DataFrame, metrics: tuple[str, ...] = ("kl", "js", "w1", "mae", "ed")) -> str:

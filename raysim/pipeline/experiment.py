@@ -34,6 +34,7 @@ import pandas as pd
 from ..atomic import write_atomic
 from ..engine.loading import EMBEDDED_NAME
 from ..metrics.scores import BY, ScoreError, check_by
+from ..align.aligned_set import REPORT_FILE, humans_of
 from ..report.scorecard import FITTED, HELD_OUT, score_run
 from ..report.tables import experiment_tables
 from ..survey.codebook import load_codebook
@@ -240,6 +241,11 @@ def run_experiment(experiment: Experiment, out: str | Path, *, command: str | No
             f"{n} {_valid_share(out / RUNS_DIR / n):.0%}" for n in experiment.methods) + "; invalid answers are "
             "kept in the results and left out of the sampled distributions.")
     notes += _language_notes(runs, resolved["questions"])
+    humans = humans_of(resolved["population"])
+    if humans is not None:
+        notes.append(f"The population is an aligned persona set (raysim.align): each method's simulated personas are "
+                     f"scored against the real people of the set's target ({humans}, {humans.parent.name}/"
+                     f"{REPORT_FILE} has the alignment), bootstrapped apart from the personas.")
     if (scores["category"] == FITTED).any():
         notes.append(f"Columns '{FITTED}' / '{HELD_OUT}': the questions the experiment's fit was fitted to, and the "
                      "others (held out: the fit never saw their human answers).")

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 import pandas as pd
 import yaml
 
+from ..align.aligned_set import humans_of
 from ..atomic import write_atomic
 from ..metrics.scores import OVERALL, Scores, check_by, score, to_markdown
 from ..runs.results import read_results
@@ -46,17 +47,19 @@ def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: st
     # the population's own codebook: a survey's copy is there, whatever became of the file it came from
     codebook = codebook_of(config["population"])
     population = read_population(config["population"])
+    humans = humans_of(config["population"])   # an aligned persona set is scored against its target's people
+    humans = read_population(humans) if humans is not None else None
     check_by(by, codebook, population.columns)   # a bad by fails before the results are read
     steps = parse_steps(load_postprocess(run_dir) if postprocess is None else postprocess)
     fit = load_fit(config["fit"]["path"]) if "fit" in config else None
     results = apply_steps(read_results(results_dir(run_dir), columns=_SCORED_COLUMNS), steps, codebook, fit)
     scores = score(results, population, codebook, mode=mode, n_boot=n_boot, seed=seed, by=by,
-                   item_sets=fit_item_sets(fit, results["qid"].unique()))
+                   item_sets=fit_item_sets(fit, results["qid"].unique()), humans=humans)
     table: pd.DataFrame = scores.table
     md = to_markdown(scores)
     overall = to_markdown(table[table["category"] == OVERALL])
     header = (f"Scores of {run_dir.name} ({mode} mode; {n_boot} bootstrap replicates, seed {seed}). "
-              f"{_postprocessed(steps)}{_left_out(scores, by)}Cells: value [95% interval] ×multiple of the human noise floor.\n\n")
+              f"{_against(config['population'], humans)}{_postprocessed(steps)}{_left_out(scores, by)}Cells: value [95% interval] ×multiple of the human noise floor.\n\n")
     writers = {
         "scores.csv": lambda p: table.to_csv(p, index=False),
         "scores.parquet": lambda p: table.to_parquet(p, index=False),
@@ -78,6 +81,13 @@ def fit_item_sets(fit: Fit | None, questions: Iterable[str]) -> dict[str, list[s
     if not fitted:
         return None
     return {FITTED: [q for q in questions if q in fitted], HELD_OUT: [q for q in questions if q not in fitted]}
+
+
+def _against(population: str, humans: pd.DataFrame | None) -> str:
+    if humans is None:
+        return ""
+    return (f"The population is an aligned persona set: its simulation is compared with the {len(humans)} people "
+            f"of its target ({humans_of(population)}), bootstrapped apart from the personas. ")
 
 
 def _postprocessed(steps: list[Step]) -> str:

@@ -79,7 +79,8 @@ class PopulationSource(ABC):
 
 
 SOURCES: Registry[type[PopulationSource]] = Registry("population source", ENTRY_POINT_GROUP,
-                                                    "raysim.survey.sources", SourceError)
+                                                    ("raysim.survey.sources", "raysim.align.aligned_source"),
+                                                    SourceError)
 
 
 def register_source(cls: type[PopulationSource]) -> type[PopulationSource]:
