@@ -66,7 +66,8 @@ def _data_synth(a: argparse.Namespace) -> int:
 def _data_import(a: argparse.Namespace) -> int:
     from .survey.importer import Layout, import_survey, import_wvs7
 
-    layout_options = {"--id": a.id, "--country": a.country, "--country-code": a.country_code, "--weight": a.weight}
+    layout_options = {"--id": a.id, "--country": a.country, "--country-code": a.country_code, "--weight": a.weight,
+                      "--text": a.text}
     if a.codebook is None:
         given = [k for k, v in layout_options.items() if v is not None]
         if given:
@@ -74,7 +75,7 @@ def _data_import(a: argparse.Namespace) -> int:
                              "(without one the file is read as the official WVS-7 release)")
         report = import_wvs7(a.file, a.out, overwrite=a.overwrite, strict=a.strict)
     else:
-        layout = Layout(id=a.id, country=a.country, country_code=a.country_code, weight=a.weight)
+        layout = Layout(id=a.id, country=a.country, country_code=a.country_code, weight=a.weight, text=a.text)
         report = import_survey(a.file, a.codebook, a.out, layout, overwrite=a.overwrite, strict=a.strict)
     print("\n".join(report.lines()))
     return 0
@@ -157,8 +158,13 @@ def _personas_align(a: argparse.Namespace) -> int:
 
     spec = AlignSpec(pool=source_from_text(a.pool).to_mapping(), target=target_from_text(a.target),
                      by=[x.strip() for x in a.by.split(",") if x.strip()], method=a.method,
-                     per_country=a.per_country, size=a.size, cap=a.cap, reg=a.reg, stay=a.stay, seed=a.seed)
-    parts = make_aligned_set(spec, a.out)
+                     per_country=a.per_country, size=a.size, cap=a.cap, reg=a.reg, stay=a.stay, seed=a.seed,
+                     check=a.check, tolerance=a.tolerance)
+    parts, check = make_aligned_set(spec, a.out)
+    if check is not None:
+        print(f"quality check ({a.check}): {int(check.dropped.sum())} of {check.checked} personas checked dropped for "
+              f"contradicting their attributes more than {a.tolerance} time(s) "
+              f"({', '.join(f'{q}: {n}' for q, n in check.contradictions.items())})")
     for country, found in parts.items():
         n = int((found.weights > 0).sum())
         to = a.target if country == WHOLE else f"{a.target} {country}"
@@ -345,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(fn=_data_synth)
     s = d.add_parser("import", help="import an official WVS-7 file, or any survey with --codebook "
-                                    "(.csv, .sav, .dta, .zip)")
+                                    "(.csv, .sav, .dta, .zip, .parquet, .json, .jsonl)")
     s.add_argument("file")
     s.add_argument("-o", "--out", required=True, help="the population directory")
     s.add_argument("--codebook", help="a codebook YAML describing the file's columns (default: the WVS-7 release)")
@@ -354,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--country", help="column of ISO alpha-3 country codes")
     where.add_argument("--country-code", help="the one country of every respondent (ISO alpha-3, e.g. NZL)")
     s.add_argument("--weight", help="column of survey weights (default: every weight 1.0)")
+    s.add_argument("--text", help="column of narrative personas (kept as the population's persona column, the "
+                   "system turn of system: narrative); the file may then lack item columns")
     s.add_argument("--strict", action="store_true",
                    help="unknown answer codes or labels are errors, not counted anomalies")
     s.add_argument("--overwrite", action="store_true")
@@ -458,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reg", type=float, default=0.01, help="ot: entropic regularisation (default 0.01)")
     s.add_argument("--stay", type=float, default=0.1, help="ot: how strongly the pool keeps its own weights "
                    "(default 0.1; small: each person's nearest personas)")
+    s.add_argument("--check", metavar="RUN", help="quality filter: a run of the pool asking its attribute items "
+                   "(e.g. questions: [Q260, DEGREE]); personas whose answers contradict their attributes are dropped")
+    s.add_argument("--tolerance", type=int, default=0, help="contradictions a persona may have and stay (default 0)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--out", required=True, help="the aligned set's directory (new)")
     s.set_defaults(fn=_personas_align)

@@ -116,7 +116,7 @@ def test_a_marginals_target_is_raked_per_country_with_age_ranges_and_has_no_peop
     assert not (tmp_path / "bad").exists()
     marginals["marginals"].pop("SWE")
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(marginals))
-    parts = make_aligned_set(spec, tmp_path / "set")
+    parts, _ = make_aligned_set(spec, tmp_path / "set")
     personas = read_population(tmp_path / "set" / "population")
     assert set(personas["country"]) == {"NOR"} and parts["NOR"].tv_after["Q262"] < 1e-6
     age = pd.cut(personas["Q262"].astype(float), [17, 34, 59, 99], labels=["a", "b", "c"])

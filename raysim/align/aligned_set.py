@@ -34,7 +34,7 @@ import yaml
 
 from ..atomic import publish_dir, staging_dir, write_atomic, write_text_atomic
 from ..survey.codebook import Codebook
-from ..survey.columns import BASE_COLUMNS, COUNTRY, ID, WEIGHT
+from ..survey.columns import BASE_COLUMNS, COUNTRY, ID, PERSONA, WEIGHT
 from ..survey.population import write_population
 from ..yamlfile import load_yaml
 from .importance import AlignError, density_ratio, effective_sample_size, rake, resample, trim
@@ -256,7 +256,8 @@ def _personas(pool: pd.DataFrame, alignment: Alignment, country: str, size: int 
 
 
 def _in_codebook(frame: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
-    """The personas in the set's codebook: the items it has, each value checked to be its code."""
+    """The personas in the set's codebook: the items it has, each value checked to be its code
+    (and their narrative, if they have one)."""
     items = [q for q in codebook.items if q in frame.columns]
     for q in items:
         values = _floats(frame[q])
@@ -264,7 +265,7 @@ def _in_codebook(frame: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
         bad = [v for v in np.unique(known) if v != int(v) or not codebook[q].valid_code(int(v))]
         if bad:
             raise AlignError(f"{q}: the pool holds {bad[0]:g}, not a code of {q} in codebook {codebook.name!r}")
-    return frame[[*BASE_COLUMNS, *items]]
+    return frame[[*BASE_COLUMNS, *([PERSONA] if PERSONA in frame.columns else []), *items]]
 
 
 def write_aligned_set(pool: pd.DataFrame, parts: Mapping[str, Alignment], codebook: Codebook, out: str | Path, *,

@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..runs.results import read_results
+from ..runs.rundir import results_dir
 from ..survey.codebook import CODEBOOKS, Codebook, load_codebook
 from ..survey.population import codebook_of, read_population
 from ..survey.sources import parse_source, source_from_text
 from ..yamlfile import load_yaml
 from .aligned_set import METHODS, Alignment, align_parts, load_marginals, write_aligned_set
 from .importance import AlignError
+from .quality import QualityCheck, quality_check
 
 MARGINALS = "marginals"
 """The target key of a marginals-only target: ``target: {marginals: FILE}``."""
@@ -35,6 +38,11 @@ class AlignSpec:
     reg: float = 0.01
     stay: float = 0.1
     seed: int = 0
+    check: str | None = None
+    """A run of the pool asking its attribute items: personas it contradicts are dropped first
+    (raysim.align.quality)."""
+    tolerance: int = 0
+    """Contradictions a persona may have and stay."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -56,6 +64,8 @@ class AlignSpec:
                            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
         else:
             d["target"] = parse_source(self.target, "target").to_mapping()
+        if self.check is not None:
+            d["check"] = str(Path(self.check).resolve())
         return d
 
 
@@ -77,13 +87,20 @@ def _marginals_codebook(path: str, default: Codebook) -> Codebook:
     return load_codebook(name if name in CODEBOOKS or Path(name).is_absolute() else str(Path(path).parent / name))
 
 
-def make_aligned_set(spec: AlignSpec, out: str | Path) -> dict[str, Alignment]:
-    """Align the pool to the target and write the set to ``out`` (raysim.align.aligned_set)."""
+def make_aligned_set(spec: AlignSpec, out: str | Path) -> tuple[dict[str, Alignment], QualityCheck | None]:
+    """Align the pool to the target and write the set to ``out`` (raysim.align.aligned_set); the
+    alignments per country and the quality check, if one was asked for."""
     with tempfile.TemporaryDirectory(prefix="raysim-align-") as tmp:   # generated sources are written here
         if MARGINALS in spec.target and len(spec.target) != 1:
             raise AlignError(f"target {{{MARGINALS}: FILE}} takes no other key, got {sorted(spec.target)}")
         pool_path = parse_source(spec.pool, "pool").ensure(Path(tmp) / "pool")
-        pool = read_population(pool_path)
+        pool, check = read_population(pool_path), None
+        about: dict[str, Any] = {"pool": spec.pool, "target": spec.target, "per_country": spec.per_country}
+        if spec.check is not None:
+            check = quality_check(read_results(results_dir(spec.check)), pool, codebook_of(pool_path),
+                                  tolerance=spec.tolerance)
+            pool = pool[~check.dropped].reset_index(drop=True)
+            about["quality"] = {"run": str(spec.check), "tolerance": spec.tolerance, **check.summary()}
         if MARGINALS in spec.target:
             file = str(spec.target[MARGINALS])
             if not Path(file).is_file():
@@ -96,6 +113,5 @@ def make_aligned_set(spec: AlignSpec, out: str | Path) -> dict[str, Alignment]:
             target = humans
         parts = align_parts(pool, target, list(spec.by), codebook, per_country=spec.per_country,
                             method=spec.method, cap=spec.cap, reg=spec.reg, stay=spec.stay, seed=spec.seed)
-        write_aligned_set(pool, parts, codebook, out, size=spec.size, seed=spec.seed, humans=humans,
-                          about={"pool": spec.pool, "target": spec.target, "per_country": spec.per_country})
-    return parts
+        write_aligned_set(pool, parts, codebook, out, size=spec.size, seed=spec.seed, humans=humans, about=about)
+    return parts, check

@@ -27,7 +27,7 @@ import pandas as pd
 from .codebook import MISSING_CODES, Codebook, Item, load_codebook
 from .loaders import WVS7ImportError, _guarded, _names, _open_source, _read_errors, _Source
 from .official_layout import COUNTRY_COLUMN, ID_COLUMN, WEIGHT_COLUMN
-from .population import COUNTRY, ID, WEIGHT, ShardWriter, write_json_atomic
+from .population import COUNTRY, ID, PERSONA, WEIGHT, ShardWriter, write_json_atomic
 from .respondent_ids import SOURCE_ID, IdAssignment, RespondentIdError, assign_ids
 
 REPORT_FILE = "import_report.json"
@@ -50,6 +50,9 @@ class Layout:
     """Column of survey weights; None: every weight is 1.0."""
     labels: bool = True
     """Item columns may hold option labels instead of codes."""
+    text: str | None = None
+    """Column of each respondent's narrative persona, kept as the population's ``persona`` column
+    (the system turn of ``system: narrative``); a persona file may lack item columns (null)."""
 
     def __post_init__(self) -> None:
         if (self.country is None) == (self.country_code is None):
@@ -60,7 +63,7 @@ class Layout:
 
     @property
     def columns(self) -> list[str]:
-        return [c for c in (self.id, self.country, self.weight) if c is not None]
+        return [c for c in (self.id, self.country, self.weight, self.text) if c is not None]
 
 
 WVS7_LAYOUT = Layout(id=ID_COLUMN, country=COUNTRY_COLUMN, weight=WEIGHT_COLUMN, labels=False)
@@ -203,6 +206,14 @@ class _Converter:
         out[valid] = values[valid].astype(np.int32)
         return pd.arrays.IntegerArray(out, ~valid)
 
+    def text(self, s: pd.Series, row0: int) -> pd.Series:
+        text = s.astype("string").str.strip()
+        empty = np.flatnonzero((text.isna() | (text == "")).to_numpy(dtype=bool))
+        if empty.size:
+            raise WVS7ImportError(f"{self.where}: {self.layout.text} is empty at row {row0 + empty[0]}: every "
+                                  "persona needs its text")
+        return text
+
     def convert(self, chunk: pd.DataFrame) -> pd.DataFrame:
         start = self.report.rows
         row0 = start + 1  # rows are numbered from 1, the header not counted
@@ -212,8 +223,11 @@ class _Converter:
                                    WEIGHT: self.weight(chunk, row0)}
         if self.ids.source_ids is not None:
             data[SOURCE_ID] = self.ids.source_ids[rows]
+        if self.layout.text is not None:
+            data[PERSONA] = self.text(chunk[self.layout.text], row0)
         for q, item in self.codebook.items.items():
-            data[q] = self.item(item, chunk[q], row0)
+            if q in chunk.columns:   # (a persona file may lack an item: its column stays null)
+                data[q] = self.item(item, chunk[q], row0)
         self.report.rows += len(chunk)
         for c, n in Counter(countries.tolist()).items():
             self.report.countries[c] = self.report.countries.get(c, 0) + n
@@ -266,7 +280,8 @@ def _identify(src: _Source, layout: Layout, chunk_rows: int) -> tuple[IdAssignme
 
 def _check_columns(src: _Source, layout: Layout, codebook: Codebook) -> None:
     have = set(src.columns)
-    missing = [c for c in layout.columns + list(codebook.items) if c not in have]
+    items = [] if layout.text is not None else list(codebook.items)
+    missing = [c for c in layout.columns + items if c not in have]
     if missing:
         raise WVS7ImportError(f"{src.where}: missing column(s) {_names(missing)} "
                               f"(codebook {codebook.name!r})")
@@ -285,7 +300,8 @@ def _import(src: _Source, out: Path, codebook: Codebook, layout: Layout, *, over
     report = ImportReport(source=src.where, format=src.format, output=str(out), codebook=codebook.name,
                           encoding=src.encoding, weights=layout.weight is not None, id_column=layout.id, derived_ids=ids.derived,
                           repeated_ids=[r.to_json() for r in ids.repeats], _ids=ids)
-    usecols = list(dict.fromkeys([c for c in (layout.weight,) if c] + list(codebook.items)))
+    usecols = list(dict.fromkeys([c for c in (layout.weight, layout.text) if c] +
+                                 [q for q in codebook.items if q in src.columns]))
     convert = _Converter(codebook, layout, src.where, strict, report, ids, countries)
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = ShardWriter(out, codebook, overwrite=overwrite)

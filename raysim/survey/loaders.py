@@ -1,7 +1,9 @@
 """Read survey files: the official WVS-7 release as users download it, or any survey table.
 
 ``_open_source`` opens a CSV (comma, semicolon or tab), SPSS ``.sav``, Stata ``.dta``, or a
-``.zip`` holding one of them, and reads chunks of rows of only the columns asked for, so
+``.zip`` holding one of them, or a Parquet or JSON table (``.parquet``, ``.json`` array of
+records, ``.jsonl`` one record a line: e.g. narrative personas with their attributes), and reads
+chunks of rows of only the columns asked for, so
 97,220 x 611 never sits in memory at once. Damaged files (corrupt, truncated) become one-line
 ``WVS7ImportError``s naming the file. ``raysim.survey.importer`` turns what is read into a
 population.
@@ -26,9 +28,10 @@ import pandas as pd
 import pyreadstat
 
 FORMATS = (".csv", ".sav", ".dta")
+TABLE_FORMATS = (".parquet", ".json", ".jsonl")
 _MAX_NAMED = 10
 _DTA_OPEN, _DTA_CLOSE = b"<stata_dta>", b"</stata_dta>"
-_READ_ERRORS = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError, zipfile.BadZipFile,
+_READ_ERRORS = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError, zipfile.BadZipFile, ValueError,
                 zlib.error, EOFError, OSError, pyreadstat.ReadstatError,
                 pyreadstat.PyreadstatError)
 
@@ -276,6 +279,27 @@ def _zip_member(zf: zipfile.ZipFile, where: str) -> zipfile.ZipInfo:
     return members[0]
 
 
+def _table_source(path: Path, where: str, fmt: str) -> _Source:
+    """Parquet in record batches; JSON read whole (a persona file, not a 97,220-row release)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+
+        def chunks(usecols: list[str], rows: int) -> Iterator[pd.DataFrame]:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=usecols):
+                yield batch.to_pandas()
+        return _Source(where, fmt, names, chunks)
+    frame = pd.read_json(path, lines=fmt == "jsonl", orient="records", dtype=False)
+    if not isinstance(frame, pd.DataFrame) or frame.empty and not len(frame.columns):
+        raise WVS7ImportError(f"{where}: expected a list of records (objects with the same keys)")
+
+    def chunks(usecols: list[str], rows: int) -> Iterator[pd.DataFrame]:
+        for start in range(0, len(frame), rows):
+            yield frame.iloc[start:start + rows][usecols].reset_index(drop=True)
+    return _Source(where, fmt, [str(c) for c in frame.columns], chunks, encoding="utf-8")
+
+
 @contextmanager
 def _open_source(path: Path) -> Iterator[_Source]:
     where = str(path)
@@ -299,8 +323,11 @@ def _open_source(path: Path) -> Iterator[_Source]:
         yield _csv_source(lambda: open(path, "rb"), where, "csv")
     elif suffix in (".sav", ".dta"):
         yield _stat_source(path, where, suffix[1:])
+    elif suffix in TABLE_FORMATS:
+        yield _table_source(path, where, suffix[1:])
     else:
-        raise WVS7ImportError(f"{where}: not a WVS-7 file format; expected .csv, .sav, .dta or .zip")
+        raise WVS7ImportError(f"{where}: not a survey file format; expected .csv, .sav, .dta, .zip, "
+                              ".parquet, .json or .jsonl")
 
 
 @contextmanager
@@ -311,7 +338,7 @@ def _read_errors(where: str) -> Iterator[None]:
     except WVS7ImportError:
         raise
     except _READ_ERRORS as e:
-        raise WVS7ImportError(f"{where}: corrupt or truncated file ({_one_line(e)})") from e
+        raise WVS7ImportError(f"{where}: corrupt or truncated file ({_one_line(e)})") from None
 
 
 def _guarded(chunks: Iterator[pd.DataFrame], where: str) -> Iterator[pd.DataFrame]:

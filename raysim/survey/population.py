@@ -2,7 +2,8 @@
 
 Columns: ``respondent_id`` (int64, unique per row: WVS ``D_INTERVIEW`` where that is unique),
 ``country`` (ISO alpha-3, ``B_COUNTRY_ALPHA``), ``weight`` (float64, ``W_WEIGHT`` or 1.0),
-``source_id`` where the population was imported from a file with ids (``respondent_ids``), then
+``source_id`` where the population was imported from a file with ids (``respondent_ids``),
+``persona`` (string) where it was imported from narrative personas, then
 one nullable int32 column per codebook item (null where a missing code was given). The schema metadata
 names the codebook (``raysim.codebook``) so readers know which items the columns hold: a
 shipped one by name; any other is copied into the population directory as ``codebook.yaml``
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 
 from ..atomic import publish_dir, staging_dir, write_atomic
 from .codebook import CODEBOOKS, Codebook, codebook_hash, load_codebook
-from .columns import BASE_COLUMNS, COUNTRY, ID, WEIGHT  # noqa: F401  (the population's columns, named here too)
+from .columns import BASE_COLUMNS, COUNTRY, ID, PERSONA, WEIGHT  # noqa: F401  (the population's columns, named here too)
 from .respondent_ids import SOURCE_ID
 
 META_CODEBOOK, META_CODEBOOK_SHA = b"raysim.codebook", b"raysim.codebook_sha256"
@@ -36,12 +37,15 @@ class PopulationError(ValueError):
     """A population file or directory that does not follow the canonical contract."""
 
 
-def schema(codebook: Codebook, source_id: pa.DataType | None = None) -> pa.Schema:
-    """``source_id``: the type of the source's own id column (``respondent_ids``), if kept."""
+def schema(codebook: Codebook, source_id: pa.DataType | None = None, persona: bool = False) -> pa.Schema:
+    """``source_id``: the type of the source's own id column (``respondent_ids``), if kept;
+    ``persona``: a narrative persona column."""
     fields = [pa.field(ID, pa.int64(), nullable=False), pa.field(COUNTRY, pa.string(), nullable=False),
               pa.field(WEIGHT, pa.float64(), nullable=False)]
     if source_id is not None:
         fields.append(pa.field(SOURCE_ID, source_id, nullable=False))
+    if persona:
+        fields.append(pa.field(PERSONA, pa.string()))
     fields += [pa.field(q, pa.int32()) for q in codebook.items]
     if codebook.name in CODEBOOKS:
         return pa.schema(fields, metadata={META_CODEBOOK: codebook.name.encode()})
@@ -67,7 +71,7 @@ def to_table(df: pd.DataFrame, codebook: Codebook) -> pa.Table:
     source_id = None
     if SOURCE_ID in df.columns:
         source_id = pa.int64() if pd.api.types.is_integer_dtype(df[SOURCE_ID].dtype) else pa.string()
-    sch = schema(codebook, source_id)
+    sch = schema(codebook, source_id, PERSONA in df.columns)
     n = len(df)
     arrays = []
     for f in sch:

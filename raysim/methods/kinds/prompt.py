@@ -2,7 +2,8 @@
 DivReq, PE, PSII and its ablations).
 
     kind: prompt
-    system: pe              # direct | divreq | pe (pe carries the respondent's profile)
+    system: pe              # direct | divreq | pe (the respondent's profile) | narrative (their own
+                            # persona text: a population imported from narrative personas)
     language: mixed         # en | zh | ar | es | ru | mixed (drawn per respondent, seeded)
     logprob: {temperature: 1.0}
     generate: {temperature: 0.7, top_k: 20, max_new_tokens: 10}
@@ -20,14 +21,14 @@ from typing import Any
 from ...engine.plan import NOISE_SCOPES, InjectionPlan
 from ...identity.injection import PsiiPreset, check_setup, psii_plan, respondent_seed
 from ...survey.codebook import Codebook
-from ...survey.population import ID
+from ...survey.population import ID, PERSONA
 from ...survey.profile import profile_columns
 from ..prompts import system_text
 from ..templates import load_prompts
 from .base import Answers, MethodError, register_kind
 from .prompting import PromptingKind, PromptingParams, languages_of
 
-SYSTEMS = ("direct", "divreq", "pe")
+SYSTEMS = ("direct", "divreq", "pe", "narrative")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class PromptKind(PromptingKind):
         # PSII attributes: any demographic item with options may be one (the codebook or the
         # model preset says which)
         return ((profile_columns(codebook) if params.system == "pe" else [])
+                + ([PERSONA] if params.system == "narrative" else [])
                 + (codebook.attribute_candidates if params.injection is not None else []))
 
     @classmethod
@@ -122,10 +124,21 @@ class PromptKind(PromptingKind):
         """One respondent's requests, one per question."""
         params, rid = self.params, int(row[ID])
         language = self.language_of(rid, self.preset.language_weights if self.preset else None)
-        profile = self.profile(row, language) if params.system == "pe" else None
-        system = system_text(load_prompts(language), params.system, profile)
+        if params.system == "narrative":   # the persona's own words in PE's frame
+            system = system_text(load_prompts(language), "pe", self.narrative(row))
+        else:
+            profile = self.profile(row, language) if params.system == "pe" else None
+            system = system_text(load_prompts(language), params.system, profile)
         scope = params.injection.noise_scope if params.injection else "respondent"
         return self.requests(rid, system, self.plan(row, language), language, noise_scope=scope)
+
+    @staticmethod
+    def narrative(row: dict[str, Any]) -> str:
+        text = row.get(PERSONA)
+        if not isinstance(text, str) or not text.strip():
+            raise MethodError(f"respondent {row[ID]} ({row.get('country')}) has no persona text: system narrative "
+                              "needs a population imported from narrative personas (raysim data import --text COL)")
+        return text
 
     def answer(self, rows: list[dict[str, Any]]) -> Answers:
         return self.ask([r for row in rows for r in self.prompt_requests(row)])

@@ -1,6 +1,7 @@
 """``population: {survey: {file: F, codebook: CB.yaml, id: COL, country: COL | country_code: ISO3,
-weight: COL}}``: a survey file with its codebook, imported into the run directory once (what
-``raysim data import F --codebook CB.yaml`` does by hand)."""
+weight: COL, text: COL}}``: a survey file with its codebook (or a narrative persona file, ``text``
+naming its persona column), imported into the run directory once (what ``raysim data import F
+--codebook CB.yaml`` does by hand)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class _Options:
     country: str | None = None
     country_code: str | None = None
     weight: str | None = None
+    text: str | None = None
     strict: bool = False
 
 
@@ -33,14 +35,14 @@ class SurveySource(PopulationSource):
         self.options = options
         try:
             self.layout = Layout(id=options.id, country=options.country, country_code=options.country_code,
-                                 weight=options.weight)
+                                 weight=options.weight, text=options.text)
         except ValueError as e:
             raise SourceError(f"population.survey: {e}") from None
 
     @classmethod
     def parse(cls, value: Any, where: str) -> "SurveySource":
         options = from_mapping(_Options, value, where, SourceError)
-        for key in ("file", "codebook", "id", "country", "country_code", "weight"):
+        for key in ("file", "codebook", "id", "country", "country_code", "weight", "text"):
             if getattr(options, key) is not None and not isinstance(getattr(options, key), str):
                 raise SourceError(f"{where}.{key} must be text, got {getattr(options, key)!r}")
         if not isinstance(options.strict, bool):
