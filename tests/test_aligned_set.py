@@ -155,3 +155,19 @@ def test_the_aligned_source_makes_the_set_once_in_the_run_directory(tmp_path):
         with pytest.raises(SourceError, match=words) as e:
             parse_source({"aligned": bad})
         assert "\n" not in str(e.value) and str(e.value).startswith("population.aligned")
+
+
+def test_a_ray_run_on_the_aligned_source_is_scored_against_the_targets_people(tmp_path):
+    from pipeline_helpers import raysim_ok, write_config
+
+    aligned = {"pool": {"synthetic": {"n": 300, "seed": 1}}, "target": {"cardata": True}, "by": ["Q260", "Q262"],
+               "per_country": True, "size": 5, "seed": 0}
+    cfg = write_config(tmp_path / "run.yaml", population={"aligned": aligned}, questions=["POVERTY"],
+                       sampling={"per_country": 5, "seed": 0})
+    raysim_ok("simulate", "--config", str(cfg), "-o", str(tmp_path / "run"))
+    assert (tmp_path / "run" / "aligned" / "humans").is_dir()
+    out = raysim_ok("score", str(tmp_path / "run"), "--boot", "5")
+    assert "aligned persona set" in out and "5381 people" in out
+    table = pd.read_csv(tmp_path / "run" / "scores.csv")
+    overall = table.query("metric == 'kl' and category == 'Overall'").set_index("country")
+    assert set(overall.index) == {"AUS", "NOR", "SWE", "USA", "ALL"} and (overall["n_respondents"].drop("ALL") == 5).all()
