@@ -155,6 +155,7 @@ def _personas_align(a: argparse.Namespace) -> int:
     from .align.aligned_set import REPORT_FILE, WHOLE
     from .align.build import AlignSpec, make_aligned_set, target_from_text
     from .survey.sources import source_from_text
+    from .yamlfile import load_yaml
 
     spec = AlignSpec(pool=source_from_text(a.pool).to_mapping(), target=target_from_text(a.target),
                      by=[x.strip() for x in a.by.split(",") if x.strip()], method=a.method,
@@ -165,13 +166,15 @@ def _personas_align(a: argparse.Namespace) -> int:
         print(f"quality check ({a.check}): {int(check.dropped.sum())} of {check.checked} personas checked dropped for "
               f"contradicting their attributes more than {a.tolerance} time(s) "
               f"({', '.join(f'{q}: {n}' for q, n in check.contradictions.items())})")
+    report = load_yaml(Path(a.out) / REPORT_FILE)["parts"]   # what was written, resampled personas included
     for country, found in parts.items():
         n = int((found.weights > 0).sum())
         to = a.target if country == WHOLE else f"{a.target} {country}"
         print(f"aligned {n} personas of {a.pool} to {to} over {', '.join(found.by)} by {found.method}: "
               f"effective sample size {found.ess:.1f} ({found.ess / n:.1%} of {n})")
-        for attr in found.by:
-            print(f"  {attr}: TV distance to the target {found.tv_before[attr]:.4f} -> {found.tv_after[attr]:.4f}")
+        for attr, tv in report[country]["tv_distance"].items():
+            drawn = f" ({a.size} resampled: {tv['resampled']:.4f})" if "resampled" in tv else ""
+            print(f"  {attr}: TV distance to the target {tv['before']:.4f} -> {tv['after']:.4f}{drawn}")
     print(f"wrote {a.out} ({REPORT_FILE}; simulate it with population: {{path: {a.out}/population}})")
     return 0
 

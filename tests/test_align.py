@@ -71,6 +71,13 @@ def test_effective_sample_size_and_resampling():
     idx = resample(w, 1000, seed=4)
     assert (np.bincount(idx, minlength=4) == [100, 0, 600, 300]).all()
     assert (idx == resample(w, 1000, seed=4)).all()
+    # sorted by an attribute first, each of its cells gets its share of the draws to within one
+    p = pool(n=3000, seed=10)
+    weights = np.random.default_rng(11).lognormal(0, 1, len(p))
+    want = shares(p, "age", weights / weights.sum()) * 50
+    for seed in range(5):
+        drawn = p["age"].iloc[resample(weights, 50, seed, order=np.argsort(p["age"].to_numpy(), kind="stable"))]
+        assert (drawn.value_counts().reindex(want.index).fillna(0) - want).abs().max() < 1, seed
 
 
 def test_ot_with_zero_cost_on_matching_attributes_is_the_identity_coupling():

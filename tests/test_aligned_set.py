@@ -55,7 +55,7 @@ def test_per_country_alignment_matches_each_countrys_marginals_and_bands_age():
     assert parts["NOR"].tv_before["RELIGION"] > 0.05
     # method none keeps the pool's weights: TV before = after
     none = align(pool, people[people["country"] == "NOR"], by, CARDATA, method="none")
-    assert none.tv_before == none.tv_after and np.allclose(none.weights, 1 / len(pool))
+    assert none.tv_after == pytest.approx(none.tv_before, abs=1e-12) and np.allclose(none.weights, 1 / len(pool))
 
 
 def test_a_per_country_set_relabels_personas_keeps_the_target_people_and_scores_against_them(tmp_path):
@@ -78,6 +78,12 @@ def test_a_per_country_set_relabels_personas_keeps_the_target_people_and_scores_
     assert (merged["Q260"] == merged["Q260_pool"]).all() and (merged["RELIGION"] == merged["RELIGION_pool"]).all()
     report = yaml.safe_load((tmp_path / "set" / "alignment.yaml").read_text())
     assert report["humans"] == "humans" and set(report["parts"]) == {"AUS", "NOR", "SWE", "USA"}
+    for country, part in report["parts"].items():   # the resampled personas' own TV distance, as written
+        mine, theirs = personas[personas["country"] == country], people[people["country"] == country]
+        for attr in ("Q260", "DEGREE"):
+            tv = 0.5 * shares(mine, attr).sub(shares(theirs, attr), fill_value=0).abs().sum()
+            assert part["tv_distance"][attr]["resampled"] == pytest.approx(tv, abs=1e-6)
+            assert part["tv_distance"][attr]["after"] < 1e-6
     humans = humans_of(tmp_path / "set" / "population")
     assert humans == tmp_path / "set" / "humans" and len(read_population(humans)) == len(people)
     assert humans_of(target_dir) is None   # any other population is scored against itself
@@ -151,7 +157,8 @@ def test_the_aligned_source_makes_the_set_once_in_the_run_directory(tmp_path):
                        ({**raw["aligned"], "pool": {"nowhere": 1}}, "nowhere"),
                        ({**raw["aligned"], "size": 0}, "size"),
                        ({**raw["aligned"], "colour": "red"}, "colour"),
-                       ({**raw["aligned"], "by": "Q260"}, "by")):
+                       ({**raw["aligned"], "by": "Q260"}, "by"),
+                       ({**raw["aligned"], "target": {"marginals": str(tmp_path / "none.yaml")}}, "none.yaml is not a file")):
         with pytest.raises(SourceError, match=words) as e:
             parse_source({"aligned": bad})
         assert "\n" not in str(e.value) and str(e.value).startswith("population.aligned")

@@ -8,7 +8,8 @@ whose ``weight`` column carries the alignment, so any run can simulate it.
                            the set is scored against them (``humans_of``), not against the personas
     SET/personas.parquet   each persona's (country, respondent_id) and the pool respondent it is
     SET/alignment.yaml     method, attributes, per country the effective sample size and each
-                           attribute's TV distance to the target before and after
+                           attribute's TV distance to the target before and after (and of the
+                           resampled personas themselves, with ``size``)
 
 The target is people (a population frame: ipf, classifier, ot) or marginals only (per country,
 attribute → code → share: ipf). ``per_country``: the whole pool is aligned to each country of the
@@ -24,9 +25,9 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -62,6 +63,8 @@ class Alignment:
     left_out: int = 0
     """Pool rows with a null in an attribute, or a numeric value outside every band (weight 0)."""
     cap: float | None = None
+    tv: Callable[[np.ndarray], dict[str, float]] | None = field(default=None, repr=False, compare=False)
+    """Per-attribute TV distance to the target of any weights of the pool's rows (a resampled set's counts)."""
 
 
 # ---------------------------------------------------------------- target shares
@@ -172,10 +175,13 @@ def align(pool: pd.DataFrame, target: pd.DataFrame | Marginals, by: list[str], c
         w = trim(w, cap)
     weights = np.zeros(len(pool))
     weights[usable] = w / w.sum()
+
+    def tv(of_rows: np.ndarray) -> dict[str, float]:
+        return {a: _tv(_weighted_shares(pb[a], of_rows[usable]), shares[a]) for a in by}
+
     return Alignment(weights=weights, method=method, by=list(by), ess=effective_sample_size(weights),
                      tv_before={a: _tv(_weighted_shares(pb[a], base), shares[a]) for a in by},
-                     tv_after={a: _tv(_weighted_shares(pb[a], w), shares[a]) for a in by},
-                     left_out=int((~usable).sum()), cap=cap)
+                     tv_after=tv(weights), left_out=int((~usable).sum()), cap=cap, tv=tv)
 
 
 def _transport(p: pd.DataFrame, target: pd.DataFrame, categorical: list[str], numeric: list[str], base: np.ndarray,
@@ -241,18 +247,25 @@ def load_marginals(path: str | Path, codebook: Codebook) -> dict[str, dict[str, 
 
 # ---------------------------------------------------------------- the set on disk
 
-def _personas(pool: pd.DataFrame, alignment: Alignment, country: str, size: int | None, seed: int) -> pd.DataFrame:
+def _personas(pool: pd.DataFrame, alignment: Alignment, country: str, size: int | None,
+              seed: int) -> tuple[pd.DataFrame, dict[str, float] | None]:
+    """The part's personas, and the TV distances of a resampled set's own attributes."""
     kept = np.flatnonzero(alignment.weights > 0)
+    tv = None
     if size is None:
         frame = pool.iloc[kept].copy()
         frame[WEIGHT] = alignment.weights[kept] * len(kept)
     else:
-        frame = pool.iloc[resample(alignment.weights, size, seed)].copy()
+        # sorted by the attributes: each attribute cell gets its aligned share of the draws
+        by_cells = np.lexsort([_floats(pool[a]) if a in pool else np.zeros(len(pool)) for a in reversed(alignment.by)])
+        rows = resample(alignment.weights, size, seed, order=by_cells)
+        frame = pool.iloc[rows].copy()
         frame[WEIGHT] = 1.0
+        tv = alignment.tv(np.bincount(rows, minlength=len(pool)) / size)
     frame["pool_country"], frame["pool_respondent_id"] = frame[COUNTRY].to_numpy(), frame[ID].to_numpy()
     if country != WHOLE:
         frame[COUNTRY] = country
-    return frame.reset_index(drop=True)
+    return frame.reset_index(drop=True), tv
 
 
 def _in_codebook(frame: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
@@ -277,7 +290,8 @@ def write_aligned_set(pool: pd.DataFrame, parts: Mapping[str, Alignment], codebo
         raise FileExistsError(f"{out} exists: choose a new directory for the aligned set")
     if size is not None and size < 1:
         raise AlignError(f"--size must be positive, got {size}")
-    frames = [_personas(pool, a, country, size, seed) for country, a in parts.items()]
+    made = [_personas(pool, a, country, size, seed) for country, a in parts.items()]
+    frames = [f for f, _ in made]
     personas = pd.concat(frames, ignore_index=True)
     if len(parts) > 1 or size is not None:   # a pool respondent may now be several personas: ids unique per row
         personas[ID] = np.arange(1, len(personas) + 1)
@@ -287,9 +301,9 @@ def write_aligned_set(pool: pd.DataFrame, parts: Mapping[str, Alignment], codebo
               "humans": HUMANS_DIR if humans is not None else None,
               "parts": {c: {"personas": int(len(f)), "left_out": a.left_out,
                             "effective_sample_size": round(a.ess, 3),
-                            "tv_distance": {x: {"before": round(a.tv_before[x], 6), "after": round(a.tv_after[x], 6)}
-                                            for x in a.by}}
-                        for (c, a), f in zip(parts.items(), frames)}}
+                            "tv_distance": {x: {"before": round(a.tv_before[x], 6), "after": round(a.tv_after[x], 6),
+                                                **({"resampled": round(tv[x], 6)} if tv else {})} for x in a.by}}
+                        for (c, a), (f, tv) in zip(parts.items(), made)}}
     staging = staging_dir(out)   # built aside, published by one rename: a failure leaves nothing
     try:
         write_population(_in_codebook(personas, codebook), staging / POPULATION_DIR, codebook)

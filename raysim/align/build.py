@@ -60,6 +60,8 @@ class AlignSpec:
         d["pool"] = parse_source(self.pool, "pool").to_mapping()
         if MARGINALS in self.target:
             path = Path(self.target[MARGINALS])
+            if not path.is_file():
+                raise AlignError(f"target.{MARGINALS}: {path} is not a file")
             d["target"] = {MARGINALS: str(path.resolve()),
                            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
         else:

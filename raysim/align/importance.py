@@ -110,9 +110,12 @@ def trim(weights: np.ndarray, cap: float) -> np.ndarray:
     return w
 
 
-def resample(weights: np.ndarray, n: int, seed: int) -> np.ndarray:
+def resample(weights: np.ndarray, n: int, seed: int, order: np.ndarray | None = None) -> np.ndarray:
     """Indices of ``n`` rows drawn with probability ∝ weight (systematic sampling: low variance,
-    deterministic given the seed)."""
+    deterministic given the seed). ``order``: the rows' order for the pass, e.g. sorted by the
+    attributes, so each cell gets its share of the draws to within one (implicit stratification)."""
     w = _normalised(np.asarray(weights, dtype=np.float64))
+    order = np.arange(len(w)) if order is None else np.asarray(order)
     start = np.random.default_rng(seed).uniform(0, 1.0 / n)
-    return np.searchsorted(np.cumsum(w), start + np.arange(n) / n, side="right").clip(0, len(w) - 1)
+    at = np.searchsorted(np.cumsum(w[order]), start + np.arange(n) / n, side="right").clip(0, len(w) - 1)
+    return order[at]
