@@ -179,6 +179,20 @@ def _personas_align(a: argparse.Namespace) -> int:
     return 0
 
 
+def _personas_pool(a: argparse.Namespace) -> int:
+    from .align.pools import mixture_pool
+    from .fits.artefact import load_fit
+    from .survey.codebook import load_codebook
+    from .survey.population import write_population
+
+    frame, left_out = mixture_pool(load_fit(a.mixture), a.country)
+    write_population(frame, a.out, load_codebook(a.codebook))
+    print(f"wrote {len(frame)} mixture prompts as personas of {', '.join(sorted(frame['country'].unique()))} to "
+          f"{a.out} ({left_out} zero-weight prompts left out); give them attributes with "
+          "raysim personas align --check RUN (a run of the pool asking them, method narrative)")
+    return 0
+
+
 def _personas_descriptors(a: argparse.Namespace) -> int:
     from .engine.backends import make_engine
     from .engine.loading import ModelSpec
@@ -475,6 +489,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--out", required=True, help="the aligned set's directory (new)")
     s.set_defaults(fn=_personas_align)
+    s = pers.add_parser("pool", help="a fitted prompt mixture's prompts as a persona pool (weights: the mixture's)",
+                        description="Write a mixture fit's prompts as personas (text in the persona column, for method "
+                        "narrative). Example: raysim personas pool --mixture docs/results/mixture-cardata --codebook "
+                        "cardata -o pool/")
+    s.add_argument("--mixture", required=True, help="a mixture fit (directory or fit.yaml)")
+    s.add_argument("--codebook", required=True, help="the codebook the pool's attributes come from (cardata, wvs7 "
+                   "or a YAML file)")
+    s.add_argument("--country", help="the personas' country, for a pooled (not per-country) fit")
+    s.add_argument("-o", "--out", required=True, help="the pool's population directory (new)")
+    s.set_defaults(fn=_personas_pool)
     s = sub.add_parser("map", help="the Inglehart–Welzel map: fitted on a population's real answers, runs' "
                        "simulated respondents projected through the same fit",
                        description="Inglehart–Welzel cultural map. Example: raysim map pop/ --runs runs/exp/runs/pe "

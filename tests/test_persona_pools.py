@@ -132,3 +132,53 @@ def test_the_quality_filter_drops_and_counts_contradicting_personas(tmp_path):
     report = yaml.safe_load((tmp_path / "set" / "alignment.yaml").read_text())
     assert report["quality"]["dropped"] == int(lied.sum()) and report["pool_rows"] == len(pool) - int(lied.sum())
     assert "persona" in read_population(tmp_path / "set" / "population").columns   # the narratives travel
+
+
+def test_a_mixture_fits_prompts_become_personas_whose_attributes_the_model_answers(tmp_path, capsys):
+    from raysim.align.pools import mixture_pool
+    from raysim.fits import write_fit
+    from raysim.fits.artefact import load_fit
+    from raysim.survey.population import write_population
+
+    # the committed per-country fit (docs/results/mixture-cardata): its positive-weight prompts, by country
+    fit = load_fit("docs/results/mixture-cardata")
+    pool, left_out = mixture_pool(fit)
+    groups = fit.result["groups"]
+    assert len(pool) + left_out == sum(len(g["prompts"]) for g in groups.values())
+    for country, g in groups.items():
+        mine = pool[pool["country"] == country]
+        assert mine["weight"].sum() == pytest.approx(sum(g["weights"]))
+        assert set(mine["persona"]) == {p for p, w in zip(g["prompts"], g["weights"]) if w > 0}
+    with pytest.raises(AlignError, match="--country is not needed"):
+        mixture_pool(fit, "NOR")
+    # a pooled fit's prompts take the country given
+    pooled = write_fit(tmp_path / "pooled", fitter="mixture", params={}, run={},
+                       result={"prompts": ["You are a nurse in Bergen.", "You farm near Tromsø.", "unused"],
+                               "weights": [0.6, 0.4, 0.0]})
+    with pytest.raises(AlignError, match="--country ISO3"):
+        mixture_pool(pooled)
+    prompts, left_out = mixture_pool(pooled, "NOR")
+    assert list(prompts["weight"]) == [0.6, 0.4] and left_out == 1 and list(prompts["respondent_id"]) == [1, 2]
+
+    # the model's answers are the prompts' attributes; then the pool aligns over them
+    write_population(pool, tmp_path / "pool", CARDATA)
+    people = read_population(tmp_path / "pool")
+    assert people["Q260"].isna().all() and "persona" in people.columns
+    results = pd.concat([answered(people, "Q260", lambda r: 1 + int(r["respondent_id"]) % 2),
+                         answered(people, "DEGREE", lambda r: 2)], ignore_index=True)
+    check = quality_check(results, people, CARDATA)
+    assert not check.dropped.any() and check.checked == 0
+    assert check.answered == {"Q260": len(people), "DEGREE": len(people)}
+    assert list(check.pool["Q260"]) == [1 + i % 2 for i in people["respondent_id"]]
+    run = tmp_path / "asked"
+    write_results_shard(results.assign(run_id="r", raw_text=None, weight=1.0), results_dir(run), "part-0")
+    assert main(["personas", "pool", "--mixture", str(tmp_path / "pooled"), "--codebook", "cardata", "--country", "NOR",
+                 "-o", str(tmp_path / "p2")]) == 0
+    assert "2 mixture prompts" in capsys.readouterr().out
+    spec = AlignSpec(pool={"path": str(tmp_path / "pool")}, target={"cardata": True}, by=["Q260"], check=str(run))
+    make_aligned_set(spec, tmp_path / "set")
+    aligned = read_population(tmp_path / "set" / "population")
+    target = load_cardata()
+    want = target.groupby("Q260")["weight"].sum() / target["weight"].sum()
+    got = aligned.groupby("Q260")["weight"].sum() / aligned["weight"].sum()
+    assert (got - want).abs().max() < 1e-6

@@ -101,7 +101,7 @@ def make_aligned_set(spec: AlignSpec, out: str | Path) -> tuple[dict[str, Alignm
         if spec.check is not None:
             check = quality_check(read_results(results_dir(spec.check)), pool, codebook_of(pool_path),
                                   tolerance=spec.tolerance)
-            pool = pool[~check.dropped].reset_index(drop=True)
+            pool = check.pool[~check.dropped].reset_index(drop=True)
             about["quality"] = {"run": str(spec.check), "tolerance": spec.tolerance, **check.summary()}
         if MARGINALS in spec.target:
             file = str(spec.target[MARGINALS])
