@@ -52,12 +52,13 @@ import math
 import warnings
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 from ..survey.codebook import MISSING_CODES, Codebook
 from ..survey.population import COUNTRY, ID, WEIGHT
@@ -77,6 +78,7 @@ QUESTION_COLUMNS = ("method", "country", "qid", "metric", "value", "floor")
 # scores.csv's country column), else after the item grouped by; an item can't take these names.
 _TABLE_NAMES = frozenset(TABLE_COLUMNS + QUESTION_COLUMNS) - {COUNTRY}
 _LISTED = 40   # a bad ``by`` lists up to this many choices; past it, the demographic items
+BATCH_ROWS = 1 << 18   # result rows read at a time
 _RESULT_COLUMNS = ("method", "config_hash", "respondent_id", "country", "qid",
                    "option_codes", "probs", "sampled_code", "valid")
 
@@ -248,17 +250,64 @@ def _dictionary(col: pa.ChunkedArray) -> tuple[np.ndarray, list]:
 
 
 @dataclass(frozen=True)
+class _Results:
+    """Result rows read batch by batch, only the columns asked for: a table in memory, or a
+    Parquet dataset (a run's results directory) scanned, so 25 M rows never sit in memory at
+    once. ``transform`` maps each batch's rows (row-local post-processing) before scoring."""
+    table: pa.Table | None = None
+    dataset: pads.Dataset | None = None
+    transform: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+
+    @classmethod
+    def of(cls, results: "pd.DataFrame | pa.Table | pads.Dataset",
+           transform: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> "_Results":
+        if isinstance(results, pads.Dataset):
+            missing = [c for c in _RESULT_COLUMNS if c not in results.schema.names]
+            if missing:
+                raise ScoreError(f"results lack column(s) {missing}")
+            return cls(dataset=results, transform=transform)
+        return cls(table=_as_table(results), transform=transform)
+
+    def batches(self, columns: list[str], method: str | None = None) -> Iterator[pa.Table]:
+        """Batches of ``columns`` (of ``method``'s rows); transformed when they hold ``probs``."""
+        transform = self.transform if "probs" in columns else None
+        read = list(_RESULT_COLUMNS) if transform else columns
+        if self.table is not None:
+            t = self.table if method is None else self.table.filter(pc.equal(self.table["method"], method))
+            parts = t.select(read).to_batches(max_chunksize=BATCH_ROWS)
+        else:
+            where = None if method is None else pc.field("method") == method
+            parts = self.dataset.to_batches(columns=read, filter=where, batch_size=BATCH_ROWS)
+        for batch in parts:
+            t = pa.Table.from_batches([batch])
+            if transform is not None:
+                t = pa.Table.from_pandas(transform(t.to_pandas()), preserve_index=False)
+            yield t.select(columns)
+
+    def methods(self) -> dict[str, list[str]]:
+        """Each method (in order of first appearance) and its config hashes."""
+        out: dict[str, dict[str, None]] = {}
+        for t in self.batches(["method", "config_hash"]):
+            pairs = t.group_by(["method", "config_hash"], use_threads=False).aggregate([])
+            for m, h in zip(pairs["method"].to_pylist(), pairs["config_hash"].to_pylist()):
+                out.setdefault(m, {})[h] = None
+        return {m: list(h) for m, h in out.items()}
+
+    def qids(self) -> list[str]:
+        return list(dict.fromkeys(q for t in self.batches(["qid"]) for q in pc.unique(t["qid"]).to_pylist()))
+
+
+@dataclass(frozen=True)
 class _Answers:
-    """One method's simulated answers as sparse entries of the [respondent, C] matrix."""
+    """One method's simulated answers: each matched respondent's row of the [respondent, C]
+    matrix (raw, normalised per item when a group is scored)."""
     pop_rows: np.ndarray   # population row of each matched respondent, sorted
-    entry_row: np.ndarray  # population row of each entry, sorted
-    entry_col: np.ndarray
-    entry_val: np.ndarray
+    dense: np.ndarray      # [len(pop_rows), C]
 
 
-def _locate(t: pa.Table, pop: _Population, layout: _Layout, method: str) -> tuple[np.ndarray, np.ndarray]:
+def _locate(t: pa.Table, pop: _Population, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
     """Population row (-1: not in the population) and item index (-1: not scored) of each
-    result row; a respondent answering an item twice is an error."""
+    result row."""
     qidx, qnames = _dictionary(t["qid"])
     item_of = {q: j for j, q in enumerate(layout.qids)}
     item = np.array([item_of.get(q, -1) for q in qnames], dtype=np.int64)[qidx]
@@ -266,20 +315,47 @@ def _locate(t: pa.Table, pop: _Population, layout: _Layout, method: str) -> tupl
     pop_code = {c: i for i, c in enumerate(pop.names)}
     country = np.array([pop_code.get(c, -1) for c in cnames], dtype=np.int64)[cidx]
     row = pop.index.get_indexer(pd.MultiIndex.from_arrays([country, t["respondent_id"].to_numpy()]))
-    both = (row >= 0) & (item >= 0)
-    uniq, counts = np.unique(row[both] * len(layout.qids) + item[both], return_counts=True)
-    if (counts > 1).any():
-        dup = uniq[counts > 1][0]
-        resp = pop.frame.loc[dup // len(layout.qids)]
-        raise ScoreError(f"results of method {method!r}: respondent {resp[ID]} ({resp[COUNTRY]}) "
-                         f"answers {layout.qids[dup % len(layout.qids)]} more than once")
     return row, item
 
 
-def _simulated(t: pa.Table, pop: _Population, layout: _Layout, mode: str, method: str) -> tuple[_Answers, int]:
-    """One method's answers as matrix entries, and the number of rows whose respondent is
-    not in the population."""
-    row, item = _locate(t, pop, layout, method)
+def _simulated(res: _Results, pop: _Population, layout: _Layout, mode: str, method: str) -> tuple[_Answers, int]:
+    """One method's answers, read in two passes over its rows (which respondents, then their
+    answers), and the number of rows whose respondent is not in the population. A respondent
+    answering an item twice is an error."""
+    keys = ["country", "respondent_id", "qid"]
+    matched, unmatched = [], 0
+    for t in res.batches(keys, method):
+        row, _ = _locate(t, pop, layout)
+        matched.append(np.unique(row[row >= 0]))
+        unmatched += int((row < 0).sum())
+    pop_rows = np.unique(np.concatenate(matched)) if matched else np.zeros(0, dtype=np.int64)
+    dense = np.zeros((len(pop_rows), layout.n_columns))
+    seen = np.zeros((len(pop_rows), len(layout.qids)), dtype=bool)
+    used = 0
+    for t in res.batches(list(_RESULT_COLUMNS), method):
+        row, item = _locate(t, pop, layout)
+        both = (row >= 0) & (item >= 0)
+        at = np.searchsorted(pop_rows, row[both])
+        flat = at * len(layout.qids) + item[both]
+        uniq, counts = np.unique(flat, return_counts=True)
+        twice = np.concatenate([uniq[counts > 1], uniq[seen.ravel()[uniq]]])
+        if twice.size:
+            dup = int(twice.min())
+            resp = pop.frame.loc[pop_rows[dup // len(layout.qids)]]
+            raise ScoreError(f"results of method {method!r}: respondent {resp[ID]} ({resp[COUNTRY]}) "
+                             f"answers {layout.qids[dup % len(layout.qids)]} more than once")
+        seen.ravel()[flat] = True
+        used += _fill(t, row, item, at_rows=pop_rows, dense=dense, layout=layout, mode=mode, method=method)
+    if used == 0:
+        wanted = "non-null probs" if mode == "probs" else "a valid sampled_code"
+        raise ScoreError(f"method {method!r}: no result row of a population respondent has {wanted} "
+                         f"for an ordinal or nominal item (mode {mode!r})")
+    return _Answers(pop_rows, dense), unmatched
+
+
+def _fill(t: pa.Table, row: np.ndarray, item: np.ndarray, *, at_rows: np.ndarray, dense: np.ndarray,
+          layout: _Layout, mode: str, method: str) -> int:
+    """Write one batch's usable answers into ``dense``; the number of rows used."""
     use = (row >= 0) & (item >= 0)
     if mode == "probs":
         use &= t["probs"].is_valid().to_numpy(zero_copy_only=False)
@@ -288,9 +364,7 @@ def _simulated(t: pa.Table, pop: _Population, layout: _Layout, mode: str, method
                 & t["sampled_code"].is_valid().to_numpy(zero_copy_only=False))
     sel = np.flatnonzero(use)
     if sel.size == 0:
-        wanted = "non-null probs" if mode == "probs" else "a valid sampled_code"
-        raise ScoreError(f"method {method!r}: no result row of a population respondent has {wanted} "
-                         f"for an ordinal or nominal item (mode {mode!r})")
+        return 0
     sub = t.take(pa.array(sel))
 
     def where(i: int) -> str:
@@ -321,10 +395,8 @@ def _simulated(t: pa.Table, pop: _Population, layout: _Layout, mode: str, method
     parent, cols, vals = parent[keep], cols[keep], vals[keep]
     if mode == "probs":
         _check_complete(parent, cols, item[sel], layout, len(sel), where)
-    rows = row[sel][parent]
-    order = np.argsort(rows, kind="stable")  # entries by population row, as _sim_matrix reads them
-    return (_Answers(np.unique(row[row >= 0]), rows[order], cols[order], vals[order]),
-            int((row < 0).sum()))
+    dense[np.searchsorted(at_rows, row[sel][parent]), cols] = vals
+    return int(sel.size)
 
 
 def _check_complete(parent, cols, item, layout: _Layout, n_rows: int, where) -> None:
@@ -341,15 +413,9 @@ def _check_complete(parent, cols, item, layout: _Layout, n_rows: int, where) -> 
 
 
 def _sim_matrix(ans: _Answers, rows: np.ndarray, layout: _Layout) -> np.ndarray:
-    """[n, C] per-respondent distributions over each item's substantive options (``rows``
-    sorted; a group by an item interleaves with other groups' rows, so entries are matched)."""
-    lo, hi = np.searchsorted(ans.entry_row, [rows[0], rows[-1] + 1])
-    entry_row = ans.entry_row[lo:hi]
-    local = np.minimum(np.searchsorted(rows, entry_row), len(rows) - 1)
-    mine = rows[local] == entry_row
-    out = np.zeros((len(rows), layout.n_columns))
-    out[local[mine], ans.entry_col[lo:hi][mine]] = ans.entry_val[lo:hi][mine]
-    return _normalise_items(out, layout)
+    """[n, C] per-respondent distributions over each item's substantive options (``rows``: matched
+    population rows)."""
+    return _normalise_items(ans.dense[np.searchsorted(ans.pop_rows, rows)], layout)
 
 
 def _normalise_items(x: np.ndarray, layout: _Layout) -> np.ndarray:
@@ -540,14 +606,17 @@ def group_column(table: pd.DataFrame) -> str:
     return found[0]
 
 
-def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: Codebook, *,
+def score(results: pd.DataFrame | pa.Table | pads.Dataset, population: pd.DataFrame, codebook: Codebook, *,
           mode: str = "probs", n_boot: int = 200, seed: int = 0, level: float = 0.95,
           by: str = "country", item_sets: Mapping[str, Iterable[str]] | None = None,
-          humans: pd.DataFrame | None = None) -> Scores:
+          humans: pd.DataFrame | None = None,
+          transform: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> Scores:
     """Score every method in ``results`` against ``population`` (see the module docstring).
 
-    ``results`` follows the result-row contract (pandas or Arrow), ``population`` the
-    canonical population frame (``read_population``). ``by="sample"`` scores all matched
+    ``results`` follows the result-row contract: pandas, an Arrow table, or an Arrow dataset (a
+    run's results directory, ``raysim.runs.results.results_dataset``), which is scanned batch by
+    batch, never read whole; ``transform`` maps each batch's rows first (row-local
+    post-processing). ``population`` is the canonical population frame (``read_population``). ``by="sample"`` scores all matched
     respondents as one group (country "ALL"): a sample drawn across countries, too few per
     country to score each (the PSII paper's 100 respondents). ``by`` an item id (e.g. Q260):
     one group per answer to it, and the group column is named after the item. ``item_sets``:
@@ -562,8 +631,8 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
     check_by(by, codebook, population.columns)
     if n_boot < 1 or not 0 < level < 1:
         raise ScoreError(f"need n_boot ≥ 1 and 0 < level < 1 (got n_boot={n_boot}, level={level})")
-    t = _as_table(results)
-    qnames = pc.unique(t["qid"]).to_pylist()
+    res = _Results.of(results, transform)
+    qnames = res.qids()
     order = {q: i for i, q in enumerate(codebook.items)}
     unknown = sorted({str(q) for ids in (item_sets or {}).values() for q in ids if q not in codebook})
     if unknown:
@@ -581,14 +650,11 @@ def score(results: pd.DataFrame | pa.Table, population: pd.DataFrame, codebook: 
     unmatched: dict[str, int] = {}
     ungrouped: dict[str, int] = {}
     weightless: dict[str, None] = {}
-    midx, methods = _dictionary(t["method"])
-    for mi, method in enumerate(methods):
-        mt = t.filter(pa.array(midx == mi))
-        hashes = pc.unique(mt["config_hash"]).to_pylist()
+    for method, hashes in res.methods().items():
         if len(hashes) > 1:
             raise ScoreError(f"method {method!r} has results from {len(hashes)} configs {hashes}: "
                              "score one run at a time")
-        ans, unmatched[method] = _simulated(mt, pop, layout, mode, method)
+        ans, unmatched[method] = _simulated(res, pop, layout, mode, method)
         groups, ungrouped[method] = _groups(pop, ans.pop_rows, by, codebook)
         if not groups:
             raise ScoreError(f"method {method!r}: every matched respondent has a null in {by}: no group to score")

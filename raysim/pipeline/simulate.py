@@ -31,7 +31,7 @@ from .actor import ModelActor, Task, Work
 from .config import Actors, ConfigError, RunConfig
 from .progress import CountryProgress, log
 from .session import ray_connect
-from ..runs.results import ResultsError, read_results
+from ..runs.coverage import question_counts
 from ..runs.lock import run_lock
 from ..runs.rundir import init_run_dir, results_dir, write_postprocess
 
@@ -76,23 +76,14 @@ def sample(population: Path, config: RunConfig) -> pd.DataFrame:
     return chosen
 
 
-def _question_counts(run_dir: Path) -> pd.DataFrame:
-    """Rows per (method, respondent) and their distinct questions, from three columns."""
-    try:
-        rows = read_results(results_dir(run_dir), columns=["method", ID, "qid"])
-    except ResultsError:   # no shard yet
-        return pd.DataFrame({"method": [], ID: [], "rows": [], "qids": []})
-    return rows.groupby(["method", ID]).agg(rows=("qid", "size"), qids=("qid", "nunique")).reset_index()
-
-
 def complete_respondents(run_dir: Path, n_questions: int) -> set[int]:
-    counts = _question_counts(run_dir)
+    counts = question_counts(results_dir(run_dir))
     return set(counts.loc[counts["qids"] == n_questions, ID].astype(np.int64))
 
 
 def check(run_dir: Path, expected: pd.Series, n_questions: int) -> Completeness:
     """Uniqueness of (method, respondent_id, qid) and completeness of the expected respondents."""
-    counts = _question_counts(run_dir)
+    counts = question_counts(results_dir(run_dir))
     complete = counts[(counts["qids"] == n_questions) & counts[ID].isin(expected)]
     return Completeness(respondents=int(expected.nunique()), questions=n_questions,
                         complete=int(complete[ID].nunique()), rows=int(counts["rows"].sum()),

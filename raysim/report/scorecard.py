@@ -3,6 +3,7 @@ markdown) and the per-question table (``scores_by_question.parquet``)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -13,16 +14,12 @@ import yaml
 from ..align.aligned_set import humans_of
 from ..atomic import write_atomic
 from ..metrics.scores import OVERALL, Scores, check_by, score, to_markdown
-from ..runs.results import read_results
+from ..runs.results import results_dataset
 from ..fits.artefact import Fit, load_fit
 from ..fits.base import FITTERS
 from ..postprocess import Step, apply_steps, parse_steps
 from ..runs.rundir import load_postprocess, load_run_config, results_dir
 from ..survey.population import codebook_of, read_population
-
-# Columns the scorer needs; raw_text is left on disk (it is the bulk of a generation run).
-_SCORED_COLUMNS = ["method", "config_hash", "respondent_id", "country", "qid",
-                   "option_codes", "probs", "sampled_code", "valid"]
 
 
 @dataclass(frozen=True)
@@ -52,14 +49,24 @@ def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: st
     check_by(by, codebook, population.columns)   # a bad by fails before the results are read
     steps = parse_steps(load_postprocess(run_dir) if postprocess is None else postprocess)
     fit = load_fit(config["fit"]["path"]) if "fit" in config else None
-    results = apply_steps(read_results(results_dir(run_dir), columns=_SCORED_COLUMNS), steps, codebook, fit)
+    # the result rows are scanned shard by shard, never held (a full-population run has 25 M per method)
+    results = results_dataset(results_dir(run_dir))
+    passed: Counter[str] = Counter()
+
+    def postprocessed(rows: pd.DataFrame) -> pd.DataFrame:
+        out = apply_steps(rows, steps, codebook, fit)
+        passed.update({s.name: getattr(s, "passed", 0) for s in steps})
+        return out
+
+    qids = list(dict.fromkeys(q for b in results.to_batches(columns=["qid"]) for q in b.column(0).unique().to_pylist()))
     scores = score(results, population, codebook, mode=mode, n_boot=n_boot, seed=seed, by=by,
-                   item_sets=fit_item_sets(fit, results["qid"].unique()), humans=humans)
+                   item_sets=fit_item_sets(fit, qids), humans=humans,
+                   transform=postprocessed if steps else None)
     table: pd.DataFrame = scores.table
     md = to_markdown(scores)
     overall = to_markdown(table[table["category"] == OVERALL])
     header = (f"Scores of {run_dir.name} ({mode} mode; {n_boot} bootstrap replicates, seed {seed}). "
-              f"{_against(config['population'], humans)}{_postprocessed(steps)}{_left_out(scores, by)}Cells: value [95% interval] ×multiple of the human noise floor.\n\n")
+              f"{_against(config['population'], humans)}{_postprocessed(steps, passed)}{_left_out(scores, by)}Cells: value [95% interval] ×multiple of the human noise floor.\n\n")
     writers = {
         "scores.csv": lambda p: table.to_csv(p, index=False),
         "scores.parquet": lambda p: table.to_parquet(p, index=False),
@@ -90,13 +97,14 @@ def _against(population: str, humans: pd.DataFrame | None) -> str:
             f"of its target ({humans_of(population)}), bootstrapped apart from the personas. ")
 
 
-def _postprocessed(steps: list[Step]) -> str:
+def _postprocessed(steps: list[Step], passed: Counter[str]) -> str:
+    """``passed``: per step, the rows it left unchanged (summed over the batches scored)."""
     if not steps:
         return ""
     text = f"Answer distributions post-processed by {yaml.safe_dump([s.to_config() for s in steps], default_flow_style=True).strip()}. "
-    passed = [f"{s.name}: {s.passed}" for s in steps if getattr(s, "passed", 0)]
-    if passed:   # e.g. nominal items, which have no order to tilt along
-        text += f"Rows left unchanged by a step ({', '.join(passed)}). "
+    unchanged = [f"{s.name}: {passed[s.name]}" for s in steps if passed[s.name]]
+    if unchanged:   # e.g. nominal items, which have no order to tilt along
+        text += f"Rows left unchanged by a step ({', '.join(unchanged)}). "
     return text
 
 

@@ -74,9 +74,14 @@ def write_results_shard(df: pd.DataFrame, results_dir: str | Path, name: str) ->
     return write_atomic(results_dir / f"{name}.parquet", lambda tmp: pq.write_table(table, tmp))
 
 
-def read_results(results_dir: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+def results_dataset(results_dir: str | Path) -> pads.Dataset:
+    """A run's result shards as one Arrow dataset, to scan in batches (hidden partial writes excluded)."""
     results_dir = Path(results_dir)
     files = sorted(str(p) for p in results_dir.glob("*.parquet"))
     if not files:
         raise ResultsError(f"{results_dir}: no result shards")
-    return pads.dataset(files, format="parquet", schema=RESULT_SCHEMA).to_table(columns=columns).to_pandas()
+    return pads.dataset(files, format="parquet", schema=RESULT_SCHEMA)
+
+
+def read_results(results_dir: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    return results_dataset(results_dir).to_table(columns=columns).to_pandas()
