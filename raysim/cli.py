@@ -126,6 +126,18 @@ def _simulate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(a: argparse.Namespace) -> int:
+    from .pipeline.config import load_config
+    from .pipeline.plan import plan_run
+
+    if a.gpus < 1:
+        raise ValueError(f"--gpus must be at least 1, got {a.gpus}")
+    plan = plan_run(load_config(a.config), probe=a.probe, rate=a.rate, peak_tflops=a.peak_tflops,
+                    utilisation=a.utilisation)
+    print("\n".join(plan.lines(a.gpus)))
+    return 0
+
+
 def _steps(text: str | None) -> list | None:
     """``--postprocess``: None (the run's own), ``none``, a YAML file or YAML text."""
     import yaml
@@ -413,6 +425,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=None,
                    help="simulate at most this many more respondents (a smoke test; rerun to finish)")
     s.set_defaults(fn=_simulate)
+
+    s = sub.add_parser("plan", help="a run's requests, tokens, GPU-hours, shards and storage, before it starts",
+                       description="Price a run: its method goes over a probe of its respondents on the dry engine "
+                       "(the model's tokenizer, no weights), scaled to the whole sample. Example: raysim plan "
+                       "configs/experiments/cardata.yaml --gpus 8")
+    s.add_argument("config", help="run config YAML")
+    s.add_argument("--gpus", type=int, default=1, help="GPUs to spread the GPU-hours over (default 1)")
+    s.add_argument("--rate", type=float, help="measured respondent-questions per second per GPU (default: estimate "
+                   "from the model's FLOPs)")
+    s.add_argument("--peak-tflops", type=float, default=989.0, help="the device's dense peak for the FLOPs "
+                   "estimate (default 989: an H100's bf16)")
+    s.add_argument("--utilisation", type=float, default=0.5, help="fraction of the peak reached (default 0.5)")
+    s.add_argument("--probe", type=int, default=16, help="respondents tokenised to measure (default 16)")
+    s.set_defaults(fn=_plan)
 
     s = sub.add_parser("experiment", help="several methods on one population and model (Ray), scored into "
                                           "DIR/tables.md (the PSII paper's tables)")

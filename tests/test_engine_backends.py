@@ -24,7 +24,7 @@ def test_engine_names_and_options_parse():
 
 
 @pytest.mark.parametrize("raw, message", [
-    ("tgi", "engine 'tgi' not one of ['hf', 'vllm']"),
+    ("tgi", "engine 'tgi' not one of ['hf', 'vllm', 'dry']"),
     ({"name": "vllm", "max_len": 10}, "engine vllm: unknown key(s) ['max_len']"),
     ({"name": "vllm", "gpu_memory_utilization": 2}, "gpu_memory_utilization must be in (0, 1]"),
     ({"name": "hf", "max_model_len": 10}, "known: ['generate_rows', 'token_budget']"),

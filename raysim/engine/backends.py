@@ -1,4 +1,5 @@
-"""The engine backends a run config selects with ``engine:`` (``hf``, the default, or ``vllm``),
+"""The engine backends a run config selects with ``engine:`` (``hf``, the default, ``vllm``, or
+``dry``: tokenises like the model and computes nothing, raysim.engine.dry),
 and :func:`make_engine`, the one place an engine replica is built.
 
 ``engine: vllm`` or a mapping ``{name: vllm, <option>: value, ...}``: the options are the fields
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from raysim.engine.base import LM
+from raysim.engine.dry import DryEngine, DryOptions
 from raysim.engine.hf import HFEngine, HFOptions
 from raysim.engine.loading import ModelSpec, load_model
 from raysim.engine.vllm_engine import VLLMEngine, VLLMOptions
@@ -30,6 +32,7 @@ class Backend:
 BACKENDS = {
     "hf": Backend(HFOptions, lambda model, options: HFEngine(load_model(model), options)),
     "vllm": Backend(VLLMOptions, VLLMEngine),
+    "dry": Backend(DryOptions, DryEngine),
 }
 
 
