@@ -163,6 +163,20 @@ def _score(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cost_weights(text: str | None) -> dict[str, float] | None:
+    """``--cost-weights Q260=2,Q262=0.5``."""
+    if text is None:
+        return None
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--cost-weights: {part!r} is not ATTRIBUTE=NUMBER") from None
+    return out
+
+
 def _personas_align(a: argparse.Namespace) -> int:
     from .align.aligned_set import REPORT_FILE, WHOLE
     from .align.build import AlignSpec, make_aligned_set, target_from_text
@@ -171,7 +185,8 @@ def _personas_align(a: argparse.Namespace) -> int:
 
     spec = AlignSpec(pool=source_from_text(a.pool).to_mapping(), target=target_from_text(a.target),
                      by=[x.strip() for x in a.by.split(",") if x.strip()], method=a.method,
-                     per_country=a.per_country, size=a.size, cap=a.cap, reg=a.reg, stay=a.stay, seed=a.seed,
+                     per_country=a.per_country, size=a.size, cap=a.cap, reg=a.reg, stay=a.stay,
+                     cost_weights=_cost_weights(a.cost_weights), seed=a.seed,
                      check=a.check, tolerance=a.tolerance)
     parts, check = make_aligned_set(spec, a.out)
     if check is not None:
@@ -507,6 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cap", type=float, help="trim weights at CAP x their mean (default: no trimming)")
     s.add_argument("--size", type=int, help="resample this many personas (per country with --per-country; default: keep the pool, weighted)")
     s.add_argument("--reg", type=float, default=0.01, help="ot: entropic regularisation (default 0.01)")
+    s.add_argument("--cost-weights", help="ot: attribute weights in the ground cost, e.g. Q260=2,Q262=0.5 "
+                   "(default 1 each; a categorical mismatch costs its weight, a numeric gap weight × |x−y|/range)")
     s.add_argument("--stay", type=float, default=0.1, help="ot: how strongly the pool keeps its own weights "
                    "(default 0.1; small: each person's nearest personas)")
     s.add_argument("--check", metavar="RUN", help="quality filter: a run of the pool asking its attribute items "

@@ -178,3 +178,18 @@ def test_a_ray_run_on_the_aligned_source_is_scored_against_the_targets_people(tm
     table = pd.read_csv(tmp_path / "run" / "scores.csv")
     overall = table.query("metric == 'kl' and category == 'Overall'").set_index("country")
     assert set(overall.index) == {"AUS", "NOR", "SWE", "USA", "ALL"} and (overall["n_respondents"].drop("ALL") == 5).all()
+
+
+def test_ot_cost_weights_decide_which_attributes_the_subgroup_is_matched_on():
+    pool, people = usa_pool()
+    nor = people[people["country"] == "NOR"]
+    by = ["Q260", "DEGREE", "RELIGION"]
+    tv = {}
+    for heavy in ("RELIGION", "DEGREE"):
+        weights = {a: (20.0 if a == heavy else 0.05) for a in by}
+        found = align(pool, nor, by, CARDATA, method="ot", stay=0.02, cost_weights=weights)
+        tv[heavy] = found.tv_after
+    assert tv["RELIGION"]["RELIGION"] < tv["DEGREE"]["RELIGION"]
+    assert tv["DEGREE"]["DEGREE"] < tv["RELIGION"]["DEGREE"]
+    with pytest.raises(AlignError, match="cost weights name \\['AGE'\\]"):
+        align(pool, nor, by, CARDATA, method="ot", cost_weights={"AGE": 1.0})

@@ -134,8 +134,9 @@ def _matched(pool: pd.DataFrame, target: pd.DataFrame | Marginals, by: list[str]
 
 def align(pool: pd.DataFrame, target: pd.DataFrame | Marginals, by: list[str], codebook: Codebook, *,
           method: str = "ipf", cap: float | None = None, reg: float = 0.01, stay: float = 0.1,
-          seed: int = 0) -> Alignment:
-    """Weights of ``pool``'s rows that make it match ``target`` (people, or marginals) over ``by``."""
+          cost_weights: Mapping[str, float] | None = None, seed: int = 0) -> Alignment:
+    """Weights of ``pool``'s rows that make it match ``target`` (people, or marginals) over ``by``;
+    ``cost_weights``: OT's per-attribute weights in the ground cost (default 1 each)."""
     if method not in METHODS:
         raise AlignError(f"alignment method {method!r} is not one of {list(METHODS)}")
     if not by:
@@ -170,7 +171,10 @@ def align(pool: pd.DataFrame, target: pd.DataFrame | Marginals, by: list[str], c
     elif method == "classifier":
         w = density_ratio(p, target, categorical, numeric, target_weights=tw, seed=seed) * base
     else:
-        w = _transport(p, target, categorical, numeric, base, tw, reg=reg, stay=stay)
+        unknown = sorted(set(cost_weights or {}) - set(by))
+        if unknown:
+            raise AlignError(f"cost weights name {unknown}, which are not among the attributes {by}")
+        w = _transport(p, target, categorical, numeric, base, tw, reg=reg, stay=stay, weights=cost_weights)
     if cap is not None:
         w = trim(w, cap)
     weights = np.zeros(len(pool))
@@ -185,14 +189,14 @@ def align(pool: pd.DataFrame, target: pd.DataFrame | Marginals, by: list[str], c
 
 
 def _transport(p: pd.DataFrame, target: pd.DataFrame, categorical: list[str], numeric: list[str], base: np.ndarray,
-               tw: np.ndarray, *, reg: float, stay: float) -> np.ndarray:
+               tw: np.ndarray, *, reg: float, stay: float, weights: Mapping[str, float] | None = None) -> np.ndarray:
     """OT between attribute cells (personas alike in every attribute are interchangeable, so the
     cost matrix is cells × cells, not people × people); a cell's weight is shared by its personas
     in proportion to their own weights."""
     by = [*categorical, *numeric]
     cells = p[by].assign(_w=base).groupby(by, dropna=False, sort=True)["_w"].sum().reset_index()
     tcells = target[by].assign(_w=tw).groupby(by, dropna=False, sort=True)["_w"].sum().reset_index()
-    cell_w = subgroup_weights(ground_cost(cells, tcells, categorical, numeric), cells["_w"].to_numpy(),
+    cell_w = subgroup_weights(ground_cost(cells, tcells, categorical, numeric, weights), cells["_w"].to_numpy(),
                               tcells["_w"].to_numpy(), reg=reg, stay=stay)
     cell_of = p[by].merge(cells[by].assign(_cell=np.arange(len(cells))), on=by, how="left")["_cell"].to_numpy()
     within = base / np.bincount(cell_of, weights=base, minlength=len(cells))[cell_of]

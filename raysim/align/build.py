@@ -37,6 +37,8 @@ class AlignSpec:
     cap: float | None = None
     reg: float = 0.01
     stay: float = 0.1
+    cost_weights: dict[str, float] | None = None
+    """OT: each attribute's weight in the ground cost (default 1 each)."""
     seed: int = 0
     check: str | None = None
     """A run of the pool asking its attribute items: personas it contradicts are dropped first
@@ -53,6 +55,8 @@ class AlignSpec:
             raise AlignError(f"size must be positive, got {self.size}")
         if self.cap is not None and self.cap <= 1:
             raise AlignError(f"cap must be > 1 (× the mean weight), got {self.cap}")
+        if self.cost_weights is not None and not all(w >= 0 for w in self.cost_weights.values()):
+            raise AlignError(f"cost weights must be ≥ 0, got {self.cost_weights}")
 
     def to_config(self) -> dict[str, Any]:
         """Sources resolved (absolute paths; a marginals file by content too), as a run's hash needs."""
@@ -114,6 +118,7 @@ def make_aligned_set(spec: AlignSpec, out: str | Path) -> tuple[dict[str, Alignm
             codebook, humans = codebook_of(target_path), read_population(target_path)
             target = humans
         parts = align_parts(pool, target, list(spec.by), codebook, per_country=spec.per_country,
-                            method=spec.method, cap=spec.cap, reg=spec.reg, stay=spec.stay, seed=spec.seed)
+                            method=spec.method, cap=spec.cap, reg=spec.reg, stay=spec.stay,
+                            cost_weights=spec.cost_weights, seed=spec.seed)
         write_aligned_set(pool, parts, codebook, out, size=spec.size, seed=spec.seed, humans=humans, about=about)
     return parts, check
