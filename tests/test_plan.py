@@ -71,3 +71,16 @@ def test_raysim_plan_prints_the_plan_and_refuses_bad_numbers(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
     assert not np.any([p.name.startswith("raysim-plan-") for p in tmp_path.iterdir()])
+
+
+def test_a_pipeline_runs_end_to_end_on_the_dry_engine(tmp_path):
+    from pipeline_helpers import check_rows, raysim_ok, write_config
+    from raysim.runs.results import read_results
+
+    cfg = write_config(tmp_path / "run.yaml", method="pe", model={"name_or_path": "embedded"}, engine="dry",
+                       questions=3)
+    raysim_ok("simulate", "--config", str(cfg), "-o", str(tmp_path / "run"))
+    check_rows(tmp_path / "run", respondents=9, questions=3)
+    rows = read_results(tmp_path / "run" / "results")
+    assert all(np.allclose(p, 1 / len(p)) for p in rows["probs"])   # no model: every option alike
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["engine"] == "dry"
