@@ -58,9 +58,8 @@ def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: st
         passed.update({s.name: getattr(s, "passed", 0) for s in steps})
         return out
 
-    qids = list(dict.fromkeys(q for b in results.to_batches(columns=["qid"]) for q in b.column(0).unique().to_pylist()))
     scores = score(results, population, codebook, mode=mode, n_boot=n_boot, seed=seed, by=by,
-                   item_sets=fit_item_sets(fit, qids), humans=humans,
+                   item_sets=fit_item_sets(fit, config["questions"]), humans=humans,
                    transform=postprocessed if steps else None)
     table: pd.DataFrame = scores.table
     md = to_markdown(scores)
