@@ -59,7 +59,7 @@ def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: st
         return out
 
     scores = score(results, population, codebook, mode=mode, n_boot=n_boot, seed=seed, by=by,
-                   item_sets=fit_item_sets(fit, config["questions"]), humans=humans,
+                   item_sets=fit_item_sets(fit, _questions(results)) if fit is not None else None, humans=humans,
                    transform=postprocessed if steps else None)
     table: pd.DataFrame = scores.table
     md = to_markdown(scores)
@@ -87,6 +87,11 @@ def fit_item_sets(fit: Fit | None, questions: Iterable[str]) -> dict[str, list[s
     if not fitted:
         return None
     return {FITTED: [q for q in questions if q in fitted], HELD_OUT: [q for q in questions if q not in fitted]}
+
+
+def _questions(results) -> list[str]:
+    """The questions a run's result shards hold (one column scanned)."""
+    return list(dict.fromkeys(q for b in results.to_batches(columns=["qid"]) for q in b.column(0).unique().to_pylist()))
 
 
 def _against(population: str, humans: pd.DataFrame | None) -> str:
