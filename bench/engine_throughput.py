@@ -3,7 +3,9 @@
 (a) the PSII reference's way: one prompt at a time through HF ``generate`` (5 new tokens,
     temperature 0.7, top-k 20), injection hooks on;
 (b) the engine in logprob mode (exact option probabilities) with prefix sharing;
-(c) the engine in generation mode (same sampling, 5 new tokens) with prefix sharing.
+(c) the engine in generation mode (same sampling, 5 new tokens) with prefix sharing;
+(d) with several respondents, (b) again with one respondent per forward (``max_rows`` 1), to show
+    what packing respondents into one forward gives.
 Same model, same respondents' prompts, same injection plans. Prints respondent-questions per
 second for each and the ratios b/a and c/a; the last line is ``ratio: <b/a>``.
 
@@ -19,6 +21,7 @@ vector library is built later; injection cost does not depend on the directions.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -132,6 +135,11 @@ def main() -> None:
     ref = reference_rate(engine, ref_reqs, sampling)
     score_rate, scored = timed_rate(engine.score, engine_reqs)
     gen_rate, generated = timed_rate(lambda rs: engine.generate(rs, sampling), engine_reqs)
+    single_rate = None
+    if a.respondents > 1:
+        batched_options, engine.options = engine.options, dataclasses.replace(engine.options, max_rows=1)
+        single_rate, _ = timed_rate(engine.score, engine_reqs)
+        engine.options = batched_options
 
     print(f"model: {engine.name} ({a.dtype}, {a.device}), {engine.n_layers} layers, hidden {engine.hidden_size}; "
           f"torch threads {torch.get_num_threads()}")
@@ -141,6 +149,9 @@ def main() -> None:
     print(f"(a) reference (one prompt at a time, HF generate, 5 new tokens, hooks on): {ref:8.2f} resp-q/s")
     print(f"(b) engine logprob, prefix sharing:                                  {score_rate:8.2f} resp-q/s")
     print(f"(c) engine generation, prefix sharing (5 new tokens):                {gen_rate:8.2f} resp-q/s")
+    if single_rate:
+        print(f"(d) engine logprob, one respondent per forward:                      {single_rate:8.2f} resp-q/s"
+              f"  (b/d: {score_rate / single_rate:.2f})")
     valid = sum(g.valid for g in generated) / len(generated)
     print(f"generation: {valid:.0%} of answers parsed to an option; logprob rows: {len(scored)}")
     if a.peak_tflops:

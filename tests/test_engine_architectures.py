@@ -142,3 +142,57 @@ def test_sliding_window_models_within_the_window(tokenizer, model_type, window):
     assert engine.generate(reqs[:2], Decoding(max_new_tokens=4))[0].n_tokens > 0
     with pytest.raises(ValueError, match="sliding attention window of 64"):
         engine.score([Request(PREFIX, Q_FAMILY * 3, SCALE)])
+
+
+def _psii_respondents(engine, n=7):
+    """Respondents as PSII asks them: each its own profile (prefixes of different lengths, one
+    respondent with none), its own plan (a term at every layer, noise, its own seed; one
+    respondent without a plan) and 1-3 questions."""
+    asked = ((Q_FAMILY, SCALE), (Q_TAX, SCALE), (Q_WORK, LABELS))
+    out = []
+    for r in range(n):
+        prefix = () if r == 3 else (
+            {"role": "system", "content": f"You are respondent {r}: " + "a parent, " * r + "from Norway."},)
+        plan = None if r == 2 else _plan(engine, seed=10 + r, sigma=0.5, layers=(1, 2, 3))
+        out.append([Request(prefix, q, opts, plan, seed=r) for q, opts in asked[: 1 + r % 3]])
+    return out
+
+
+def test_several_respondents_per_forward_equal_one_at_a_time(engine):
+    people = _psii_respondents(engine)
+    alone = [[got.probs for got in engine.score(reqs)] for reqs in people]
+    widths = []
+    grab = engine.model.register_forward_pre_hook(lambda m, args, kw: widths.append(kw["input_ids"].shape[0]),
+                                                  with_kwargs=True)
+    options = engine.options
+    try:
+        # A small token budget gives respondents different numbers of micro-batches (rounds in
+        # which a row idles); max_rows 3 splits the seven into waves.
+        engine.options = HFOptions(token_budget=30, max_rows=3)
+        together = engine.score([r for reqs in people for r in reqs])
+    finally:
+        engine.options = options
+        grab.remove()
+    assert max(widths) == 3 and len(widths) > 3
+    flat = [p for probs in alone for p in probs]
+    assert len(together) == len(flat)
+    for got, want in zip(together, flat):
+        assert_distributions_close(got.probs, want)
+    # The batching is exact enough to tell plans apart: another respondent's answer is far away.
+    assert np.abs(np.log(flat[0]) - np.log(together[1].probs)).max() > 0.05
+
+
+def test_rows_per_forward_follow_the_memory_budget(engine):
+    groups = engine._groups([r for reqs in _psii_respondents(engine) for r in reqs], with_options=True)
+    trees = [engine._trees(g) for g in groups]
+    order = list(range(len(groups)))
+    widest = engine._row_bytes(max(len(g.prefix) for g in groups), max(len(t.tokens) for ts in trees for t in ts),
+                               max(len(t.read_rows) for ts in trees for t in ts))
+    engine.__dict__["_memory_budget"] = 3.5 * widest
+    try:
+        assert len(engine._wave(order, groups, trees)) == 3
+        engine.__dict__["_memory_budget"] = 1.0     # less than one row: still one row per wave
+        assert len(engine._wave(order, groups, trees)) == 1
+    finally:
+        del engine.__dict__["_memory_budget"]
+    assert 1 < len(engine._wave(order, groups, trees)) <= engine.options.max_rows   # free memory: many

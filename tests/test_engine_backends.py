@@ -27,9 +27,11 @@ def test_engine_names_and_options_parse():
     ("tgi", "engine 'tgi' not one of ['hf', 'vllm', 'dry']"),
     ({"name": "vllm", "max_len": 10}, "engine vllm: unknown key(s) ['max_len']"),
     ({"name": "vllm", "gpu_memory_utilization": 2}, "gpu_memory_utilization must be in (0, 1]"),
-    ({"name": "hf", "max_model_len": 10}, "known: ['generate_rows', 'token_budget']"),
+    ({"name": "hf", "max_model_len": 10}, "known: ['generate_rows', 'max_rows', 'memory_fraction', 'token_budget']"),
     ({"name": "hf", "token_budget": "big"}, "token_budget: expected int, got 'big'"),
     ({"name": "hf", "generate_rows": 0}, "generate_rows must be an integer >= 1, got 0"),
+    ({"name": "hf", "max_rows": 0}, "max_rows must be an integer >= 1, got 0"),
+    ({"name": "hf", "memory_fraction": 1.5}, "memory_fraction must be a number in (0, 1], got 1.5"),
     (["vllm"], "expected a backend name or a mapping"),
 ])
 def test_bad_engines_are_config_errors(raw, message):

@@ -1,19 +1,26 @@
 """The transformers backend: token-level scoring, generation and hidden means with prefix sharing.
 
-Scoring layout (one respondent = one group): the prefix runs once into a DynamicCache; then the
-question suffixes and the option continuations of a micro-batch run packed into ONE row after that
-cache, as a token trie: each node attends to the prefix and its own ancestors (a custom 4D mask),
-with explicit position ids so every token sees the positions, and hence the rotary phases and
-injection noise, of its own unpadded prompt. Question turns that begin alike (a battery's stem and
-options) share nodes, as options sharing leading tokens ("1" / "10") do; an option's last token is
-never fed (only its probability is needed). After each micro-batch the cache is cropped back to
-the prefix.
+Scoring layout (one respondent = one group = one row): the prefix runs once into a DynamicCache;
+then the question suffixes and the option continuations of a micro-batch run packed into the row
+after that cache, as a token trie: each node attends to the prefix and its own ancestors (a custom
+4D mask), with explicit position ids so every token sees the positions, and hence the rotary phases
+and injection noise, of its own unpadded prompt. Question turns that begin alike (a battery's stem
+and options) share nodes, as options sharing leading tokens ("1" / "10") do; an option's last token
+is never fed (only its probability is needed). After each micro-batch the cache is cropped back to
+the prefixes.
+
+Several respondents per forward: a wave of groups runs as one padded batch, one row per group, each
+with its own plan (the hooks inject per row) and its own prefix, left-padded to the longest so the
+trees start at one column; pad columns are masked out and positions skip them. How many rows a wave
+takes is sized from the memory free when the replica first scores (:class:`HFOptions`), so a GPU
+forward carries as many respondents as fit.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+from functools import cached_property
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -34,15 +41,24 @@ class HFOptions:
     What the model is (dtype, device) is the :class:`~raysim.engine.loading.ModelSpec`'s."""
 
     token_budget: int = 1024
-    """Trie nodes (question and option tokens) packed into one scoring forward after a prefix."""
+    """Trie nodes (question and option tokens) packed into one row of a scoring forward after its
+    prefix."""
+    max_rows: int = 64
+    """Most respondents (rows) in one scoring forward; 1 scores one respondent at a time."""
+    memory_fraction: float = 0.5
+    """Share of the memory free when the replica first scores (GPU memory on CUDA, RAM on CPU) that
+    one scoring forward may take: its rows' prefix caches, activations, attention scores, logits."""
     generate_rows: int = 32
     """Rows decoded together in generation."""
 
     def __post_init__(self) -> None:
-        for name in ("token_budget", "generate_rows"):
+        for name in ("token_budget", "max_rows", "generate_rows"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.memory_fraction, bool) or not isinstance(self.memory_fraction, (int, float)) \
+                or not 0 < self.memory_fraction <= 1:
+            raise ValueError(f"memory_fraction must be a number in (0, 1], got {self.memory_fraction!r}")
 
 
 def _paths(item: TokenItem) -> list[tuple[int, ...]]:
@@ -92,17 +108,17 @@ class _Tree:
             node(suffix)   # generation-free items (no continuations) still feed their suffix
             self.reads.append(item_reads)
         self.tokens, self.positions, self.parents = tokens, positions, parents
+        self.read_rows = sorted({row for item in self.reads for reads in item for row, _ in reads})
 
-    def mask(self, prefix_len: int) -> torch.Tensor:
-        """[N, prefix_len + N] bool: True where a token may attend."""
+    def ancestry(self) -> np.ndarray:
+        """[N, N] bool: True where node i may attend to node j (itself and its ancestors)."""
         n = len(self.tokens)
-        allowed = np.zeros((n, prefix_len + n), dtype=bool)
-        allowed[:, :prefix_len] = True
+        allowed = np.zeros((n, n), dtype=bool)
         for row, parent in enumerate(self.parents):   # parents precede children
             if parent >= 0:
-                allowed[row, prefix_len:] = allowed[parent, prefix_len:]
-            allowed[row, prefix_len + row] = True
-        return torch.from_numpy(allowed)
+                allowed[row] = allowed[parent]
+            allowed[row, row] = True
+        return allowed
 
 
 def _sliding_window(config) -> int | None:
@@ -145,8 +161,9 @@ class HFEngine(LM):
         raysim.identity.language trains language vectors)."""
         return self.hooks.active(plans, self.device, self.loaded.dtype)
 
-    def _mask_for_model(self, allowed: torch.Tensor) -> torch.Tensor:
-        allowed = allowed[None, None].to(self.device)
+    def _mask_for_model(self, allowed: np.ndarray) -> torch.Tensor:
+        """[B, Q, K] bool (True: may attend) as the 4D mask the attention implementation reads."""
+        allowed = torch.from_numpy(allowed)[:, None].to(self.device)
         if self.model.config._attn_implementation == "eager":
             # Eager attention adds the mask to the scores.
             zero = torch.zeros((), dtype=self.loaded.dtype, device=self.device)
@@ -163,18 +180,33 @@ class HFEngine(LM):
                              "for sequences within the window")
 
     @torch.inference_mode()
-    def _prefix_cache(self, group: TokenGroup):
+    def _prefix_cache(self, groups: Sequence[TokenGroup]):
+        """The groups' prefixes run as one batch, row b under ``groups[b].plan``, left-padded to
+        the longest (pad columns masked out, positions counted from each prefix's first token)."""
         from transformers import DynamicCache
 
         # No config: every layer keeps all its keys. A config would give sliding-window layers a
         # cache that drops keys beyond the window, so a packed tree longer than the window could
         # not be cropped back to the prefix.
         cache = DynamicCache()
-        if group.prefix:
-            ids = torch.tensor([group.prefix], device=self.device)
-            with self.injected([group.plan]):
-                self.model(input_ids=ids, position_ids=torch.arange(len(group.prefix), device=self.device)[None],
-                           **{self._cache_kw: cache}, use_cache=True, logits_to_keep=1)
+        width = max(len(g.prefix) for g in groups)
+        if not width:
+            return cache
+        ids = np.full((len(groups), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        pos = np.zeros((len(groups), width), dtype=np.int64)
+        allowed = np.zeros((len(groups), width, width), dtype=bool)
+        for b, group in enumerate(groups):
+            pad = width - len(group.prefix)
+            ids[b, pad:], pos[b, pad:] = group.prefix, np.arange(len(group.prefix))
+            allowed[b, pad:, pad:] = np.tri(len(group.prefix), dtype=bool)
+            # A pad attends to itself alone: a query with no key gives NaN states, which would
+            # poison every score through the cached keys even where they are masked out.
+            allowed[b, range(pad), range(pad)] = True
+        padded = any(len(g.prefix) < width for g in groups)
+        with self.injected([g.plan for g in groups]):
+            self.model(input_ids=torch.from_numpy(ids).to(self.device), position_ids=torch.from_numpy(pos).to(self.device),
+                       attention_mask=self._mask_for_model(allowed) if padded else None,
+                       **{self._cache_kw: cache}, use_cache=True, logits_to_keep=1)
         return cache
 
     # ------------------------------------------------------------------ scoring
@@ -195,38 +227,145 @@ class HFEngine(LM):
                 seen = set(paths)
         return batches
 
-    @torch.inference_mode()
+    def _trees(self, group: TokenGroup) -> list[_Tree]:
+        return [_Tree(batch, len(group.prefix)) for batch in self._micro_batches(group.items)]
+
     def _score_group(self, group: TokenGroup, temperature: float) -> list[np.ndarray]:
-        cache = self._prefix_cache(group)
-        p = len(group.prefix)
-        out: list[np.ndarray] = []
-        for batch in self._micro_batches(group.items):
-            tree = _Tree(batch, p)
-            self._check_window(max(tree.positions) + 1)
-            rows = sorted({row for item in tree.reads for reads in item for row, _ in reads})
-            where = {row: k for k, row in enumerate(rows)}
-            with self.injected([group.plan]):
-                logits = self.model(
-                    input_ids=torch.tensor([tree.tokens], device=self.device),
-                    position_ids=torch.tensor([tree.positions], device=self.device),
-                    attention_mask=self._mask_for_model(tree.mask(p)),
-                    **{self._cache_kw: cache if p else None}, use_cache=bool(p),
-                    logits_to_keep=torch.tensor(rows, device=self.device),
-                ).logits[0]
-            if p:
-                cache.crop(-len(tree.tokens))   # back to the prefix alone (negative: tokens to drop)
-            logprobs = torch.log_softmax(logits.float() / temperature, dim=-1).cpu()
-            for item_reads in tree.reads:
-                out.append(np.array([sum(float(logprobs[where[r], t]) for r, t in reads)
-                                     for reads in item_reads]))
+        return self._score_wave([group], [self._trees(group)], temperature)[0]
+
+    def _score_groups(self, groups: list[TokenGroup], temperature: float) -> list[list[np.ndarray]]:
+        """Waves of groups, one row each, as many per forward as the memory budget and
+        ``max_rows`` allow; groups with as many micro-batches and similar prefixes go together,
+        so rows idle and pad little."""
+        trees = [self._trees(g) for g in groups]
+        pending = sorted(range(len(groups)), key=lambda i: (len(trees[i]), len(groups[i].prefix), i))
+        out: list[list[np.ndarray]] = [[] for _ in groups]
+        while pending:
+            wave = self._wave(pending, groups, trees)
+            scored = self._score_wave([groups[i] for i in wave], [trees[i] for i in wave], temperature)
+            for i, logliks in zip(wave, scored):
+                out[i] = logliks
+            pending = pending[len(wave):]
         return out
+
+    @cached_property
+    def _memory_budget(self) -> float:
+        """Bytes one scoring forward may take: ``memory_fraction`` of what is free at the first
+        scoring call (after the weights are loaded)."""
+        if self.device.type == "cuda":
+            free = torch.cuda.mem_get_info(self.device)[0]
+            free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        else:
+            import psutil   # here only: a GPU machine's bare environment may lack it
+
+            free = psutil.virtual_memory().available
+        return self.options.memory_fraction * free
+
+    def _row_bytes(self, prefix: int, nodes: int, reads: int) -> int:
+        """An upper estimate of the memory one row of a scoring forward takes at its peak: the
+        cached keys and values of prefix + tree, one layer's activations (MLP included), the
+        attention scores of the unfused kernel, the mask, and the kept logits in the model's
+        dtype plus their float32 log-softmax."""
+        c = self.model.config
+        elem = torch.finfo(self.loaded.dtype).bits // 8
+        heads = c.num_attention_heads
+        kv_heads = getattr(c, "num_key_value_heads", None) or heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+        keys = prefix + nodes
+        kv = 2 * c.num_hidden_layers * kv_heads * head_dim * elem * keys
+        activations = nodes * ((4 * c.hidden_size + 3 * c.intermediate_size) * elem + 4 * c.hidden_size)
+        attention = heads * max(nodes, prefix) * keys * (2 * 4 + 1)
+        logits = reads * c.vocab_size * (elem + 2 * 4)
+        return kv + activations + attention + logits
+
+    def _wave(self, pending: list[int], groups: list[TokenGroup], trees: list[list[_Tree]]) -> list[int]:
+        """The next groups of ``pending`` for one wave: at least one, at most ``max_rows``, and
+        no more than the memory budget holds at the wave's widest prefix, tree and reads."""
+        wave: list[int] = []
+        prefix = nodes = reads = 0
+        for i in pending[: self.options.max_rows]:
+            p = max(prefix, len(groups[i].prefix))
+            n = max([nodes] + [len(t.tokens) for t in trees[i]])
+            r = max([reads] + [len(t.read_rows) for t in trees[i]])
+            if wave and (len(wave) + 1) * self._row_bytes(p, n, r) > self._memory_budget:
+                break
+            wave.append(i)
+            prefix, nodes, reads = p, n, r
+        return wave
+
+    @torch.inference_mode()
+    def _score_wave(self, groups: list[TokenGroup], trees: list[list[_Tree]],
+                    temperature: float) -> list[list[np.ndarray]]:
+        """Per group, its items' continuation log-likelihoods: the prefixes once, then round k
+        runs every group's k-th micro-batch tree as one padded batch (a group with fewer trees
+        idles as a pad row)."""
+        cache = self._prefix_cache(groups)
+        width = max(len(g.prefix) for g in groups)
+        rows = len(groups)
+        out: list[list[np.ndarray]] = [[] for _ in groups]
+        for k in range(max(len(t) for t in trees)):
+            batch = [t[k] if k < len(t) else None for t in trees]
+            n = max(len(t.tokens) for t in batch if t is not None)
+            ids = np.full((rows, n), self.tokenizer.pad_token_id, dtype=np.int64)
+            pos = np.zeros((rows, n), dtype=np.int64)
+            allowed = np.zeros((rows, n, width + n), dtype=bool)
+            allowed[:, range(n), width + np.arange(n)] = True   # pads attend to themselves only
+            for b, (group, tree) in enumerate(zip(groups, batch)):
+                if tree is None:
+                    continue
+                m = len(tree.tokens)
+                self._check_window(max(tree.positions) + 1)
+                ids[b, :m], pos[b, :m] = tree.tokens, tree.positions
+                allowed[b, :m, width - len(group.prefix): width] = True
+                allowed[b, :m, width: width + m] = tree.ancestry()
+            keep = sorted({r for t in batch if t is not None for r in t.read_rows})
+            where = {r: j for j, r in enumerate(keep)}
+            with self.injected([g.plan for g in groups]):
+                logits = self.model(
+                    input_ids=torch.from_numpy(ids).to(self.device),
+                    position_ids=torch.from_numpy(pos).to(self.device),
+                    attention_mask=self._mask_for_model(allowed),
+                    **{self._cache_kw: cache if width else None}, use_cache=bool(width),
+                    logits_to_keep=torch.tensor(keep, device=self.device),
+                ).logits
+            if width:
+                cache.crop(-n)   # back to the prefixes alone (negative: tokens to drop)
+            out_rows, logliks = self._read_options(logits, batch, where, temperature)
+            for b, ll in zip(out_rows, logliks):
+                out[b].append(ll)
+        return out
+
+    def _read_options(self, logits: torch.Tensor, batch: list[_Tree | None], where: dict[int, int],
+                      temperature: float) -> tuple[list[int], list[np.ndarray]]:
+        """Per item of the round (in row order), its row and the summed log-probability of each
+        option's continuation tokens under softmax(logits / temperature). Only the read tokens'
+        values leave the device, gathered there."""
+        b_idx, k_idx, t_idx, option = [], [], [], []
+        items: list[tuple[int, int]] = []   # (row, its number of options)
+        n = 0                               # options so far
+        for b, tree in enumerate(batch):
+            for item_reads in tree.reads if tree is not None else []:
+                items.append((b, len(item_reads)))
+                for reads in item_reads:
+                    for r, t in reads:
+                        b_idx.append(b)
+                        k_idx.append(where[r])
+                        t_idx.append(t)
+                        option.append(n)
+                    n += 1
+        scaled = logits.float() / temperature
+        at = [torch.tensor(x, device=self.device) for x in (b_idx, k_idx, t_idx)]
+        read = scaled[at[0], at[1], at[2]] - torch.logsumexp(scaled, dim=-1)[at[0], at[1]]
+        sums = np.bincount(option, weights=read.double().cpu().numpy(), minlength=n)
+        ends = np.cumsum([k for _, k in items])
+        return [b for b, _ in items], [sums[end - k: end] for (_, k), end in zip(items, ends)]
 
     # ------------------------------------------------------------------ generation
 
     @torch.inference_mode()
     def _generate_group(self, group: TokenGroup, sampling: Decoding, seeds: list[int], stop_ids: frozenset[int],
                         layers: list[int] | None) -> tuple[list[list[int]], np.ndarray | None]:
-        prefix_cache = self._prefix_cache(group)
+        prefix_cache = self._prefix_cache([group])
         p = len(group.prefix)
         results: list[list[int]] = []
         means: list[np.ndarray] = []
