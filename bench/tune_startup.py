@@ -1,4 +1,4 @@
-"""Does a Tune trial start scoring without a model load? (DESIGN.md: "Tune: a trial after the
+"""Does a Tune trial start scoring without a model load? (docs/design.md: "Tune: a trial after the
 first starts scoring with no model load".)
 
     python bench/tune_startup.py [--trials 6] [--model embedded]   # last line "ratio: <x>"

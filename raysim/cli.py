@@ -157,9 +157,23 @@ def _steps(text: str | None) -> list | None:
 def _score(a: argparse.Namespace) -> int:
     from .report.scorecard import score_run
 
+    from .runs.metadata import describe, read_run_json
+
     card = score_run(a.run_dir, n_boot=a.boot, seed=a.seed, by=a.by, postprocess=_steps(a.postprocess))
     print(card.markdown)
+    record = read_run_json(a.run_dir)
+    if record is not None:
+        print("\n".join(describe(record)))
     print(f"wrote {', '.join(f.name for f in card.files)} in {a.run_dir}")
+    return 0
+
+
+def _report(a: argparse.Namespace) -> int:
+    from .report.html import make_report
+    from .report.scorecard import score_run
+
+    out = make_report(a.directory, a.out, score=lambda run: score_run(run, n_boot=a.boot, seed=a.seed))
+    print(f"wrote {out}: open it in a browser")
     return 0
 
 
@@ -369,8 +383,14 @@ FORWARDED = {
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .commands.help import finish
 
-    p = argparse.ArgumentParser(prog="raysim", description=__doc__.split(".")[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="raysim", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="raysim: simulate survey respondents with language models on Ray, and score the simulated "
+                    "population against the real one.",
+        epilog="start here:\n  raysim demo -o runs/demo          # the end-to-end demo, ending with an HTML report\n"
+               "  raysim COMMAND --help              # each command's purpose, defaults and an example")
     p.add_argument("--version", action="version", version=f"raysim {__version__}")
     p.add_argument("--verbose", action="store_true",
                    help="show the traceback of a failure (anywhere on the command line; or RAYSIM_VERBOSE=1)")
@@ -423,8 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=3)
     s.set_defaults(fn=_data_profiles)
 
-    s = sub.add_parser("demo", help="end to end on the embedded defaults: uniform baseline and PE with the "
-                                    "embedded model, scored on synthetic and carData respondents")
+    s = sub.add_parser("demo", help="end to end on the embedded defaults: PE with the embedded model on synthetic "
+                                    "and carData respondents, scored beside answering uniformly, with an HTML report")
     s.add_argument("-o", "--out", default="runs/demo")
     s.add_argument("--n", type=int, default=2000, help="synthetic population size")
     s.add_argument("--per-country", type=int, default=None,
@@ -443,8 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("plan", help="a run's requests, tokens, GPU-hours, shards and storage, before it starts",
                        description="Price a run: its method goes over a probe of its respondents on the dry engine "
-                       "(the model's tokenizer, no weights), scaled to the whole sample. Example: raysim plan "
-                       "configs/experiments/cardata.yaml --gpus 8")
+                       "(the model's tokenizer, no weights), scaled to the whole sample.")
     s.add_argument("config", help="run config YAML")
     s.add_argument("--gpus", type=int, default=1, help="GPUs to spread the GPU-hours over (default 1)")
     s.add_argument("--rate", type=float, help="measured respondent-questions per second per GPU (default: estimate "
@@ -472,11 +491,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("fit", help="fit a method's parameters on a sample of real respondents (Ray) into a "
                        "versioned artefact that run configs name (fit: FIT)",
-                       description="Fit on a sample of real respondents. Example: raysim fit "
-                       "configs/fits/temperature_demo.yaml -o fits/t")
+                       description="Fit on a sample of real respondents.")
     s.add_argument("config", help="a fit config (fitter, params, run)")
     s.add_argument("-o", "--out", required=True, help="the fit directory (FIT/fit.yaml, FIT/run)")
     s.set_defaults(fn=_fit)
+    s = sub.add_parser("report", help="one self-contained HTML page for a run, experiment, Tune search or fit: "
+                       "metadata, score tables, per-question distributions, figures",
+                       description="Write an HTML report (images inlined, no network). A run never scored is scored "
+                       "first.")
+    s.add_argument("directory", help="a run, experiment, search or fit directory")
+    s.add_argument("-o", "--out", required=True, help="the HTML file to write")
+    s.add_argument("--boot", type=int, default=200, help="bootstrap replicates, for a run not scored yet (default 200)")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed, for a run not scored yet (default 0)")
+    s.set_defaults(fn=_report)
     s = sub.add_parser("score", help="score a run directory against the human answers")
     s.add_argument("run_dir")
     s.add_argument("--boot", type=int, default=200, help="bootstrap replicates")
@@ -491,8 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     pers = sub.add_parser("personas", help="value personas and aligned persona sets").add_subparsers(dest="sub", required=True)
     s = pers.add_parser("descriptors", help="have a local instruct model write value descriptors (a descriptors "
                         "YAML for value_persona methods)",
-                        description="Write value descriptors with a local model. Example: raysim personas descriptors "
-                        "--generator embedded --variant no_hedge -o descriptors.yaml")
+                        description="Write value descriptors with a local model.")
     s.add_argument("--generator", default="embedded", help="model path, hub id, or 'embedded' (default)")
     s.add_argument("--variant", choices=["composable", "modular", "no_hedge"], default="composable",
                    help="composable (hedged, default) | modular (names its topic) | no_hedge")
@@ -506,8 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_personas_descriptors)
     s = pers.add_parser("align", help="weight a persona pool to stand for a target population over some attributes",
                         description="Align a pool population to a target one (raking, a classifier's density ratio, "
-                        "or optimal transport) and write the aligned set. Example: raysim personas align --pool pop/ "
-                        "--target country/ --by Q260,Q275,Q288 --method ipf -o aligned/")
+                        "or optimal transport) and write the aligned set.")
     s.add_argument("--pool", required=True, help="the population the personas come from (a path, cardata or "
                    "synthetic:N)")
     s.add_argument("--target", required=True, help="the population to stand for (its weights used; a path, cardata "
@@ -534,8 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_personas_align)
     s = pers.add_parser("pool", help="a fitted prompt mixture's prompts as a persona pool (weights: the mixture's)",
                         description="Write a mixture fit's prompts as personas (text in the persona column, for method "
-                        "narrative). Example: raysim personas pool --mixture docs/results/mixture-cardata --codebook "
-                        "cardata -o pool/")
+                        "narrative).")
     s.add_argument("--mixture", required=True, help="a mixture fit (directory or fit.yaml)")
     s.add_argument("--codebook", required=True, help="the codebook the pool's attributes come from (cardata, wvs7 "
                    "or a YAML file)")
@@ -544,9 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_personas_pool)
     s = sub.add_parser("map", help="the Inglehart–Welzel map: fitted on a population's real answers, runs' "
                        "simulated respondents projected through the same fit",
-                       description="Inglehart–Welzel cultural map. Example: raysim map pop/ --runs runs/exp/runs/pe "
-                       "-o maps/pe (a run must simulate the map's items: Q164 Q8 Q14 Q15 Q17 Q184 Q254 Q45 Q154 "
-                       "Q155 Q46 Q182 Q209 Q57).")
+                       description="Inglehart–Welzel cultural map. A run must simulate the map's items: Q164 Q8 Q14 Q15 "
+                       "Q17 Q184 Q254 Q45 Q154 Q155 Q46 Q182 Q209 Q57.")
     s.add_argument("population", help="a population directory with the ten indicators' items")
     s.add_argument("--runs", nargs="*", default=None, metavar="RUN", help="run directories to project (one per method)")
     s.add_argument("-o", "--out", required=True, help="output directory (map.csv, loadings.csv, map.png)")
@@ -554,8 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("repair", help="make a damaged run directory consistent: keep the newest complete answers "
                        "per respondent, remove duplicate rows, incomplete answer sets, unreadable shards",
                        description="Repair a run directory (e.g. one two runs wrote into at once before run "
-                       "directories were locked). Example: raysim repair runs/demo/cardata-pe; then rerun "
-                       "raysim simulate to fill what was removed.")
+                       "directories were locked); then rerun raysim simulate to fill what was removed.")
     s.add_argument("run_dir")
     s.set_defaults(fn=_repair)
     ident = sub.add_parser("identity", help="PSII identity vectors").add_subparsers(dest="sub", required=True)
@@ -601,7 +623,51 @@ def build_parser() -> argparse.ArgumentParser:
     for key, (_, _, text) in FORWARDED.items():
         parent = ident if key[0] == "identity" else sub
         parent.add_parser(key[-1], help=text + f" (see: raysim {' '.join(key)} --help)", add_help=False)
+    for path, leaf, purpose in _leaves(p):
+        if path not in FORWARDED:
+            leaf.description = leaf.description or purpose[:1].upper() + purpose[1:] + "."
+            finish(leaf, EXAMPLES[path])
     return p
+
+
+# Each subcommand's example, shown at the end of its help.
+EXAMPLES = {
+    ("codebook", "show"): "raysim codebook show Q57",
+    ("codebook", "list"): "raysim codebook list --json > items.json",
+    ("data", "synth"): "raysim data synth --n 2000 --seed 0 -o pop/",
+    ("data", "import"): "raysim data import WVS_Cross-National_Wave_7_csv_v6_0.zip -o pop/\n"
+                        "raysim data import survey.sav --codebook survey.yaml --country-code NZL -o nz/",
+    ("data", "cardata"): "raysim data cardata -o cardata/",
+    ("data", "describe"): "raysim data describe pop/",
+    ("data", "profiles"): "raysim data profiles pop/ --n 3",
+    ("demo",): "raysim demo -o runs/demo",
+    ("simulate",): "raysim simulate --config configs/experiments/demo.yaml -o runs/demo-pe",
+    ("plan",): "raysim plan configs/experiments/cardata.yaml --gpus 8",
+    ("experiment",): "raysim experiment configs/experiments/paper_table1.yaml -o runs/table1 --sample 100",
+    ("methods",): "raysim methods",
+    ("fit",): "raysim fit configs/fits/temperature_demo.yaml -o fits/t",
+    ("report",): "raysim report runs/demo/cardata-pe -o report.html",
+    ("score",): "raysim score runs/demo-pe --by Q260",
+    ("personas", "descriptors"): "raysim personas descriptors --generator embedded --variant no_hedge -o descriptors.yaml",
+    ("personas", "align"): "raysim personas align --pool pop/ --target country/ --by Q260,Q275,Q288 --method ipf -o aligned/",
+    ("personas", "pool"): "raysim personas pool --mixture docs/results/mixture-cardata --codebook cardata -o pool/",
+    ("map",): "raysim map pop/ --runs runs/exp/runs/pe -o maps/pe",
+    ("repair",): "raysim repair runs/demo/cardata-pe",
+    ("identity", "build"): "raysim identity build -o vectors/",
+    ("identity", "show"): "raysim identity show --layers 15 24",
+    ("identity", "dataset"): "raysim identity dataset --generator embedded -o dataset.yaml",
+}
+
+
+def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = (), purpose: str = ""):
+    """(command path, parser, its one-line help) of every subcommand that runs something."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser, purpose
+        return
+    helps = {c.dest: c.help or "" for c in subs[0]._choices_actions}
+    for name, child in subs[0].choices.items():
+        yield from _leaves(child, (*path, name), helps.get(name, ""))
 
 
 # Bad input, the user's to fix: one line, exit 2. Anything else is a fault: one line, exit 1.
@@ -622,6 +688,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str], verbose: bool) -> int:
+    from .runs.metadata import set_command
+
+    set_command(["raysim", *argv])   # what run.json records
     key = next((k for k in FORWARDED if tuple(argv[:len(k)]) == k), None)
     try:
         if key:

@@ -34,6 +34,14 @@ def log_path() -> Path:
     return directory / f"raysim-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 
 
+_used: list[Path] = []   # the log file, once a block has sent output to it
+
+
+def log_in_use() -> Path | None:
+    """This process's log file if anything was sent to it (what run.json records)."""
+    return _used[0] if _used else None
+
+
 @contextmanager
 def stderr_to_log() -> Iterator[None]:
     """Send file descriptor 2 (Python's and native libraries' stderr, and that of the processes
@@ -42,6 +50,8 @@ def stderr_to_log() -> Iterator[None]:
         # (a `ray job submit` driver: its output already is a log, `ray job logs`, off the terminal)
         yield
         return
+    if not _used:
+        _used.append(log_path())
     sys.stderr.flush()
     saved = os.dup(2)
     fd = os.open(log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

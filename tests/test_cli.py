@@ -1,6 +1,7 @@
 """The `raysim` command-line contract (issue 2) end to end, in-process."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -71,29 +72,33 @@ def test_import_official_csv_and_reject_foreign_file(tmp_path, capsys):
 
 
 @pytest.mark.timeout(900)   # the demo runs on a local Ray instance
-def test_demo_writes_scored_runs(tmp_path, capsys):
+def test_demo_writes_scored_runs_and_reports(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = ["demo", "-o", str(out), "--n", "300", "--boot", "5", "--per-country", "2", "--questions", "4"]
-    assert run(capsys, *argv)[0] == 0
-    for run_dir, method in ((out / "synthetic-300-uniform", "uniform (trivial baseline)"),
-                            (out / "cardata-uniform", "uniform (trivial baseline)"),
-                            (out / "synthetic-300-pe", "pe (SmolLM2-135M-Instruct)"),
-                            (out / "cardata-pe", "pe (SmolLM2-135M-Instruct)")):
+    code, printed, _ = run(capsys, *argv)
+    assert code == 0
+    for run_dir in (out / "synthetic-300-pe", out / "cardata-pe"):
         scores = pd.read_csv(run_dir / "scores.csv")
         assert {"country", "category", "metric", "value", "floor"} <= set(scores.columns)
-        assert (scores["method"] == method).all()
+        assert (scores["method"] == "pe (SmolLM2-135M-Instruct)").all()
         kl = scores[(scores.metric == "kl") & (scores.category == "Overall")]
         assert (kl["value"] > 0).all() and "ALL" in set(kl["country"])
+        assert "data:image/png;base64," in (run_dir / "report.html").read_text()
     results = pd.read_parquet(out / "synthetic-300-pe" / "results")
     assert len(results) == 4 * 2 * 4 and results["probs"].map(lambda p: abs(sum(p) - 1) < 1e-4).all()
-    uniform = pd.read_parquet(out / "synthetic-300-uniform" / "results")
-    assert set(results["respondent_id"]) == set(uniform["respondent_id"])   # same sampled people
-    cardata = pd.read_csv(out / "cardata-uniform" / "scores.csv")
+    cardata = pd.read_csv(out / "cardata-pe" / "scores.csv")
     assert set(cardata["country"]) == {"AUS", "NOR", "SWE", "USA", "ALL"}
+    # it ends with each run's headline beside its yardsticks, in words, and the report's path
+    tail = printed.strip().splitlines()[-6:]
+    assert tail[0].startswith("synthetic-300, PE on SmolLM2-135M-Instruct, logprob mode, 8 respondents × 4 questions")
+    assert re.fullmatch(r"  KL [0-9.]+, [0-9.]+× (worse|better) than answering uniformly \([0-9.]+\); "
+                        r"[0-9.]+× the human noise floor \([0-9.]+\)", tail[1]), tail[1]
+    assert tail[2] == f"  report: {out / 'synthetic-300-pe' / 'report.html'}"
+    assert tail[5] == f"  report: {out / 'cardata-pe' / 'report.html'}"
     # rescoring a run directory reproduces its scores (seeded bootstrap)
-    before = pd.read_csv(out / "cardata-uniform" / "scores.csv")
-    assert run(capsys, "score", str(out / "cardata-uniform"), "--boot", "5")[0] == 0
-    pd.testing.assert_frame_equal(pd.read_csv(out / "cardata-uniform" / "scores.csv"), before)
+    before = pd.read_csv(out / "cardata-pe" / "scores.csv")
+    assert run(capsys, "score", str(out / "cardata-pe"), "--boot", "5")[0] == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "cardata-pe" / "scores.csv"), before)
 
 
 def test_identity_show_lists_the_packaged_library(capsys):
@@ -137,3 +142,27 @@ def test_version_is_the_installed_packages(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"raysim {version('raysim')}"
+
+
+def test_every_subcommand_has_a_purpose_its_defaults_and_an_example(capsys):
+    from raysim.cli import _leaves, build_parser
+
+    paths = [path for path, _, _ in _leaves(build_parser())]
+    assert ("report",) in paths and ("identity", "calibrate") in paths and ("tune",) in paths
+    for path in paths:
+        with pytest.raises(SystemExit) as exit_:
+            main([*path, "--help"])
+        out = capsys.readouterr().out
+        assert exit_.value.code == 0, path
+        purpose = out.split("\n\n")[1].strip()
+        assert len(purpose) > 10 and not purpose.startswith(("positional", "options")), (path, purpose)
+        assert f"example:\n  raysim {' '.join(path)}" in out, path
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    assert "bootstrap replicates (default: 200)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["data", "synth", "--help"])
+    assert "default: 20000" in capsys.readouterr().out     # an option without help text shows its default too
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("raysim 0.")

@@ -12,7 +12,7 @@ from raysim.survey.codebook import MISSING_CODES, CodebookError, load_codebook, 
 QUESTION_IDS = [f"Q{i}" for i in range(1, 291)] + ["Q234A"]
 OPINION_IDS = [f"Q{i}" for i in range(1, 260)] + ["Q234A"]
 
-# DESIGN.md "Data contracts": category -> topic -> inclusive question range.
+# docs/design.md "Data contracts": category -> topic -> inclusive question range.
 DESIGN_CATEGORIES = {
     "Personal Beliefs & Life Outlook": {
         "happiness and well-being": (46, 56), "postmaterialist index": (152, 157),

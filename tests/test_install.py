@@ -133,12 +133,13 @@ def test_a_wheel_install_runs_outside_the_checkout(wheel, tmp_path):
     out = tmp_path / "demo"
     printed = _run([raysim_bin, "demo", "-o", str(out), "--n", "200", "--per-country", "1", "--questions", "4",
                     "--boot", "5"], env, 800)
-    assert "## synthetic-200: PE, SmolLM2-135M-Instruct, logprob mode" in printed
-    assert "## cardata: uniform" in printed
-    for name in ("synthetic-200-uniform", "synthetic-200-pe", "cardata-uniform", "cardata-pe"):
+    assert "synthetic-200, PE on SmolLM2-135M-Instruct, logprob mode, 4 respondents × 4 questions:" in printed
+    assert printed.strip().splitlines()[-1] == f"  report: {out / 'cardata-pe' / 'report.html'}"
+    for name in ("synthetic-200-pe", "cardata-pe"):
         scores = pd.read_csv(out / name / "scores.csv")
         kl = scores[(scores.metric == "kl") & (scores.category == "Overall")]
         assert len(kl) and (kl["value"] > 0).all() and "ALL" in set(kl["country"]), name
+        assert (out / name / "report.html").is_file()
     results = pd.read_parquet(out / "synthetic-200-pe" / "results")
     assert len(results) == 4 * 1 * 4   # 4 countries × 1 respondent × 4 questions
     assert results["probs"].map(lambda p: abs(sum(p) - 1) < 1e-4).all()

@@ -1,4 +1,4 @@
-"""Layers point one way (DESIGN.md, "Extension seams"): read from the source's import statements,
+"""Layers point one way (docs/design.md, "Extension seams"): read from the source's import statements,
 so a lazy import inside a function counts too."""
 
 from __future__ import annotations

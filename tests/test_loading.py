@@ -23,7 +23,7 @@ from raysim.engine.loading import (
     preset_names,
 )
 
-PSII_REFERENCE = {  # DESIGN.md, "Models"
+PSII_REFERENCE = {  # docs/design.md, "Models"
     "qwen2.5-7b": ((14, 18, 22), 0.30),
     "qwen2.5-14b": ((24, 32, 38), 0.35),
     "llama-3.1-8b": ((16, 21, 26), 0.07),

@@ -1,4 +1,4 @@
-"""Distribution metrics and the score table (DESIGN.md, "Scores")."""
+"""Distribution metrics and the score table (docs/design.md, "Scores")."""
 
 import math
 
@@ -352,3 +352,35 @@ def test_markdown_table_has_a_row_per_country_and_category():
     assert [(r[1], r[2]) for r in body] == [(c, g) for c in ("NOR", "SWE", "ALL") for g in ("Overall", "Alpha", "Beta")]
     kl = row(s, "kl", "SWE", "Alpha")
     assert f"{kl['value']:.3f} [{kl['ci_low']:.3f}, {kl['ci_high']:.3f}] ×{kl['floor_ratio']:.1f}" in md[2 + 4]
+
+
+def test_uniform_baseline_equals_a_simulator_answering_uniformly():
+    pop, res, cb = random_run(70, seed=5)
+    uniform = res.assign(method="u", config_hash="hu",
+                         probs=[list(np.full(len(p), 1.0 / len(p))) for p in res["probs"]])
+    s = score(pd.concat([res, uniform], ignore_index=True), pop, cb, n_boot=40)
+    base = s.baseline.set_index(["country", "category", "metric"]).sort_index()
+    same = s.table[s.table.method == "u"].set_index(["country", "category", "metric"]).loc[base.index]
+    assert set(base.index.get_level_values("metric")) == {"kl", "js", "mae", "w1", "ed"}
+    assert (s.baseline.method == "answering uniformly").all() and len(base) > 20
+    # the same point value, replicates (so interval) and floor as the uniform simulator's
+    for col in ("value", "ci_low", "ci_high", "floor", "floor_ratio", "n_questions", "n_respondents"):
+        np.testing.assert_allclose(base[col].to_numpy(float), same[col].to_numpy(float), rtol=1e-12, err_msg=col)
+    # and the skewed simulator differs from it
+    skewed = s.table[s.table.method == "m"].set_index(["country", "category", "metric"]).loc[base.index]
+    assert not np.allclose(skewed["value"], base["value"])
+
+
+def test_distributions_are_the_weighted_shares_per_group_and_pooled():
+    pop = pd.concat([population({"Q1": [1, 2, 2, 4]}, weights=[1.0, 1.0, 1.0, 3.0]),
+                     population({"Q1": [3, 3]}, country="SWE", start=10)], ignore_index=True)
+    probs = [[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 0.5, 0.5], [0, 1, 0, 0], [0, 1, 0, 0]]
+    s = score(result_rows(pop, "Q1", (1, 2, 3, 4), probs=probs), pop, codebook(), n_boot=5)
+    d = s.distributions.set_index(["country", "code"])
+    assert list(s.distributions.columns) == ["method", "country", "qid", "code", "human", "simulated"]
+    np.testing.assert_allclose(d.loc["NOR", "human"], np.array([1, 2, 0, 3]) / 6)
+    np.testing.assert_allclose(d.loc["NOR", "simulated"], [1.5 / 6, 0.5 / 6, 2.5 / 6, 1.5 / 6])
+    np.testing.assert_allclose(d.loc["SWE", "human"], [0, 0, 1, 0])
+    # ALL: every respondent's weight together (6 + 2)
+    np.testing.assert_allclose(d.loc["ALL", "human"], np.array([1, 2, 2, 3]) / 8)
+    np.testing.assert_allclose(d.loc["ALL", "simulated"], [1.5 / 8, 2.5 / 8, 2.5 / 8, 1.5 / 8])

@@ -1,5 +1,5 @@
 """Scores by any group of respondents (`by`): per answer to an item of the population, pooled
-over the groups, with the respondents in no group counted (DESIGN.md, "Scores")."""
+over the groups, with the respondents in no group counted (docs/design.md, "Scores")."""
 
 import numpy as np
 import pandas as pd

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..engine.plan import NOISE_SCOPES
 from ..identity.noise_calibration import PROBE_SIGMA
+from .help import finish
 from .model_arguments import add_model_arguments, model_spec
 
 
@@ -29,7 +30,8 @@ def _add_setup_arguments(p: argparse.ArgumentParser, agents: int) -> None:
 def calibrate(argv: list[str] | None = None) -> int:
     """``raysim identity calibrate``: the noise calibration on Ray (a local instance, or the
     cluster RAY_ADDRESS names under ``ray job submit``)."""
-    p = argparse.ArgumentParser(prog="raysim identity calibrate", description=calibrate.__doc__)
+    p = finish(argparse.ArgumentParser(prog="raysim identity calibrate", description=calibrate.__doc__),
+               "raysim identity calibrate --agents 20 --questions 20 -o calibration/")
     _add_setup_arguments(p, agents=20)
     p.add_argument("--questions", type=int, default=20,
                    help="questions spread evenly over the categories (default 20; 0: all)")
@@ -52,7 +54,8 @@ def calibrate(argv: list[str] | None = None) -> int:
 
 def collapse(argv: list[str] | None = None) -> int:
     """``raysim identity collapse``: the analysis in-process (N forward passes, no Ray)."""
-    p = argparse.ArgumentParser(prog="raysim identity collapse", description=collapse.__doc__)
+    p = finish(argparse.ArgumentParser(prog="raysim identity collapse", description=collapse.__doc__),
+               "raysim identity collapse --agents 100 --question Q1 -o collapse/")
     _add_setup_arguments(p, agents=100)
     p.add_argument("--k", type=int, default=5, help="k of the k-NN radius (default 5)")
     p.add_argument("--question", default=None, help="the fixed question (default: the codebook's first, Q1)")

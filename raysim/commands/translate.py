@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..methods.translation import (DEFAULT_THRESHOLD, LANGUAGE_NAMES, TARGETS, VERDICTS, Translations, coverage,
                                    source_strings, translate_strings)
+from .help import finish
 from .model_arguments import add_model_arguments, model_spec
 
 
@@ -25,7 +26,8 @@ def _languages(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """``raysim translate``: have a model translate the survey questions into the prompt
     languages, reviewed by a round trip and cached; untranslated items fall back to English."""
-    p = argparse.ArgumentParser(prog="raysim translate", description=main.__doc__)
+    p = finish(argparse.ArgumentParser(prog="raysim translate", description=main.__doc__),
+               "raysim translate --languages zh,es --questions 24")
     add_model_arguments(p, "translating model")
     p.add_argument("--languages", default=",".join(TARGETS),
                    help=f"comma-separated target languages (default {','.join(TARGETS)})")

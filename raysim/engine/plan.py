@@ -1,4 +1,4 @@
-"""Injection plans: what one request adds to the hidden states (DESIGN.md, "Injection semantics").
+"""Injection plans: what one request adds to the hidden states (docs/design.md, "Injection semantics").
 
 Layer ℓ ∈ 1..n_layers is the output of decoder block ℓ−1 (``hidden_states[ℓ]`` in transformers'
 indexing). Each term adds ``scale · vector`` plus its own noise ``σ·ε`` at every position; the

@@ -4,7 +4,7 @@ For each attribute, value and persona instruction (a *unit*), the model answers 
 question of the attribute with the instruction as its system turn (one shared prefix, so the
 engine computes it once); the mean hidden state over the response tokens is taken at every
 layer. vector(attribute, value) = mean over the value's responses − mean over all of the
-attribute's responses, at every layer (DESIGN.md, "Identity construction").
+attribute's responses, at every layer (docs/design.md, "Identity construction").
 
 Sampling seeds are keyed by the (instruction, question) text, so identical prompts give
 identical responses whichever value or unit they belong to.

@@ -1,4 +1,4 @@
-"""Noise calibration (DESIGN.md, "Identity construction"): how far injection noise moves answers.
+"""Noise calibration (docs/design.md, "Identity construction"): how far injection noise moves answers.
 
 model sensitivity = mean over sampled agents and questions of
 |rank(answer with noise) − rank(answer without noise)| / number of options, and
@@ -120,7 +120,7 @@ def sensitivity(engine: LM, library: VectorLibrary, preset: PsiiPreset, responde
                 language: str | None = None, noise_scope: str = "respondent") -> CalibrationResult:
     """The model's sensitivity to injection noise and the σ it calls for, σ = max(0, 0.4 − s).
 
-    DESIGN's formula does not fix the noise level at which sensitivity is measured; we probe at
+    docs/design.md's formula does not fix the noise level at which sensitivity is measured; we probe at
     ``probe_sigma`` = 0.4 by default, the formula's cap (the largest σ it can return), so the
     probe is as strong as any σ the calibration may recommend. Deterministic for a seed: each
     respondent's noise seed is derived from (seed, respondent id).

@@ -5,7 +5,7 @@ order (``Item.scale_positions()``) along the last axis, so ``[..., K]`` arrays a
 in one call (leading axes broadcast: questions, bootstrap replicates). Items with
 different K are scored in separate calls.
 
-Conventions (DESIGN.md, "Scores"): natural log; ε = 1e-6 is added to p and q and both
+Conventions (docs/design.md, "Scores"): natural log; ε = 1e-6 is added to p and q and both
 renormalised before KL, JS and entropies; JS is in bits, so in [0, 1]. MAE, W1 and the
 normalised variance use option positions r = 0..K-1 and are meaningful on ordinal items
 only (the caller decides which items those are).

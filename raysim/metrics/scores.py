@@ -1,4 +1,4 @@
-"""Score simulated answers against the real respondents (DESIGN.md, "Scores").
+"""Score simulated answers against the real respondents (docs/design.md, "Scores").
 
 ``score(results, population, codebook)`` returns, per method, group of respondents (country by
 default) and category, every metric with a bootstrap interval over respondents and the human
@@ -74,9 +74,13 @@ OVERALL, POOLED = "Overall", "ALL"
 TABLE_COLUMNS = ("method", "country", "category", "metric", "value", "ci_low", "ci_high",
                  "floor", "floor_ratio", "n_questions", "n_respondents")
 QUESTION_COLUMNS = ("method", "country", "qid", "metric", "value", "floor")
+DISTRIBUTION_COLUMNS = ("method", "country", "qid", "code", "human", "simulated")
+UNIFORM = "answering uniformly"
+"""The yardstick every score comes with: the comparison metrics of each item's uniform
+distribution over its options (no model), ``Scores.baseline``."""
 # Both tables name their group column "country" when scored by country or sample (scripts read
 # scores.csv's country column), else after the item grouped by; an item can't take these names.
-_TABLE_NAMES = frozenset(TABLE_COLUMNS + QUESTION_COLUMNS) - {COUNTRY}
+_TABLE_NAMES = frozenset(TABLE_COLUMNS + QUESTION_COLUMNS + DISTRIBUTION_COLUMNS) - {COUNTRY}
 _LISTED = 40   # a bad ``by`` lists up to this many choices; past it, the demographic items
 BATCH_ROWS = 1 << 18   # result rows read at a time
 _RESULT_COLUMNS = ("method", "config_hash", "respondent_id", "country", "qid",
@@ -116,6 +120,15 @@ class Scores:
     """Groups left out because their respondents' weights sum to zero (nothing to estimate)."""
     humanless: tuple[str, ...] = ()
     """Groups left out because no human of ``score``'s ``humans`` is in them."""
+    baseline: pd.DataFrame | None = None
+    """The yardstick: ``UNIFORM``'s figures for the comparison metrics, columns ``TABLE_COLUMNS``
+    (method ``UNIFORM``), over the first method's respondents and groups, with the same
+    bootstrap replicates and noise floor (its ``floor_ratio`` says how far uniform answers are
+    from the floor)."""
+    distributions: pd.DataFrame | None = None
+    """The sample's human and simulated answer shares per (method, group, qid, option code),
+    columns ``DISTRIBUTION_COLUMNS`` (group ALL: every scored group's respondents together),
+    the group column named as in ``table``; items scored in the group only."""
 
 
 # ---------------------------------------------------------------- item layout
@@ -132,6 +145,7 @@ class _Layout:
     ordinal: np.ndarray
     groups: tuple[str, ...]
     membership: np.ndarray  # [n_items, n_groups] float: Overall first, then categories
+    codes: np.ndarray       # [C] the option code of each column
     keys: np.ndarray        # sorted (item, code) keys ...
     key_cols: np.ndarray    # ... -> column, or -1 for a known non-substantive code
     k_groups: tuple[tuple[int, np.ndarray, np.ndarray], ...]
@@ -154,9 +168,11 @@ class _Layout:
         groups = (OVERALL, *cats, *sets)
         membership = np.array([[1.0] + [float(it.category == c) for c in cats] +
                                [float(it.id in ids) for ids in sets.values()] for it in items])
-        keys, cols = [], []
+        keys, cols, codes = [], [], np.zeros(int(k.sum()), dtype=np.int64)
         for j, it in enumerate(items):
             pos = it.scale_positions()
+            for code, at in pos.items():
+                codes[offsets[j] + at] = code
             other = set(MISSING_CODES) | {c for c, _ in it.extra_codes}
             for code in [*pos, *other]:
                 keys.append(_key(j, code))
@@ -166,7 +182,7 @@ class _Layout:
                          for kk in np.unique(k))
         return cls(qids=tuple(it.id for it in items), k=k, offsets=offsets,
                    ordinal=np.array([it.ordinal for it in items]), groups=groups,
-                   membership=membership, keys=np.asarray(keys, dtype=np.int64)[order],
+                   membership=membership, codes=codes, keys=np.asarray(keys, dtype=np.int64)[order],
                    key_cols=np.asarray(cols, dtype=np.int64)[order], k_groups=k_groups)
 
     @property
@@ -433,6 +449,9 @@ class _GroupScores:
     n: int
     values: dict[str, np.ndarray]   # metric -> [B+1, n_items]: row 0 = the sample itself
     floors: dict[str, np.ndarray]   # comparison metric -> [B, n_items]
+    uniform: dict[str, np.ndarray]  # comparison metric -> [B+1, n_items]: against the uniform distribution
+    human_mass: np.ndarray          # [C] the sample's weighted human answers (before normalising)
+    sim_mass: np.ndarray            # [C] the same of the simulated ones
 
 
 def _per_item(fn, p: np.ndarray, q: np.ndarray, layout: _Layout, ordinal_only: bool) -> np.ndarray:
@@ -467,13 +486,15 @@ def _score_group(human: np.ndarray, sim: np.ndarray, weights: np.ndarray, layout
     w = _resampled(weights, rng, n_boot)
     wh = w if human_weights is None else _resampled(human_weights, rng, n_boot)
     # Columns of never-answered items are all NaN in sim; nan_to_num keeps them out of the product.
-    p = _normalise_items(wh @ human, layout)
-    q = _normalise_items(w @ np.nan_to_num(sim), layout)
+    human_mass, sim_mass = wh @ human, w @ np.nan_to_num(sim)
+    p, q = _normalise_items(human_mass, layout), _normalise_items(sim_mass, layout)
     scored = np.isfinite(p[0]).reshape(1, -1) & np.isfinite(q[0]).reshape(1, -1)
     p = np.where(scored, p, np.nan)  # an item unscored in the sample stays out of every replicate
     values = {m: _per_item(_ITEM_FUNCS[m], p, q, layout, m in ORDINAL_ONLY) for m in METRICS}
     floors = {m: _per_item(_ITEM_FUNCS[m], p[1:], p[:1], layout, m in ORDINAL_ONLY) for m in COMPARISONS}
-    return _GroupScores(n, values, floors)
+    uniform = np.repeat(1.0 / layout.k, layout.k)[None]
+    baseline = {m: _per_item(_ITEM_FUNCS[m], p, uniform, layout, m in ORDINAL_ONLY) for m in COMPARISONS}
+    return _GroupScores(n, values, floors, baseline, human_mass[0], sim_mass[0])
 
 
 def _group_rng(seed: int, name: str) -> np.random.Generator:
@@ -525,15 +546,16 @@ class _Figure:
     scored: np.ndarray       # [n_items] bool: items with a finite value
 
 
-def _figures(cs: _GroupScores, layout: _Layout) -> dict[str, _Figure]:
+def _figures(cs: _GroupScores, layout: _Layout, uniform: bool = False) -> dict[str, _Figure]:
+    """Per metric, the group's figure; ``uniform``: the uniform yardstick's (comparisons only)."""
     out = {}
-    for m in METRICS:
-        agg = _group_mean(cs.values[m], layout.membership)
+    for m in COMPARISONS if uniform else METRICS:
+        agg = _group_mean((cs.uniform if uniform else cs.values)[m], layout.membership)
         if m in cs.floors:
             floor = _quiet(np.nanmean, _group_mean(cs.floors[m], layout.membership), axis=0)
         else:
             floor = np.full(len(layout.groups), np.nan)
-        out[m] = _Figure(agg[0], agg[1:], floor, np.isfinite(cs.values[m][0]))
+        out[m] = _Figure(agg[0], agg[1:], floor, np.isfinite((cs.uniform if uniform else cs.values)[m][0]))
     return out
 
 
@@ -554,8 +576,7 @@ def _interval(value: np.ndarray, reps: np.ndarray, level: float) -> tuple[np.nda
 def _rows(method: str, group: str, n_resp: int, figs: dict[str, _Figure], layout: _Layout,
           level: float) -> list[dict]:
     rows = []
-    for m in METRICS:
-        f = figs[m]
+    for m, f in figs.items():
         lo, hi = _interval(f.value, f.reps, level)
         n_q = f.scored.astype(np.float64) @ layout.membership
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -567,6 +588,14 @@ def _rows(method: str, group: str, n_resp: int, figs: dict[str, _Figure], layout
                          "value": f.value[g], "ci_low": lo[g], "ci_high": hi[g], "floor": f.floor[g],
                          "floor_ratio": ratio[g], "n_questions": int(n_q[g]), "n_respondents": n_resp})
     return rows
+
+
+def _distribution_rows(method: str, group: str, human_mass: np.ndarray, sim_mass: np.ndarray,
+                       layout: _Layout) -> pd.DataFrame:
+    p, q = _normalise_items(human_mass, layout), _normalise_items(sim_mass, layout)
+    ok = np.isfinite(p) & np.isfinite(q)
+    return pd.DataFrame({"method": method, "country": group, "qid": np.repeat(layout.qids, layout.k)[ok],
+                         "code": layout.codes[ok], "human": p[ok], "simulated": q[ok]})
 
 
 def _question_rows(method: str, group: str, cs: _GroupScores, layout: _Layout) -> pd.DataFrame:
@@ -598,7 +627,7 @@ def check_by(by: str, codebook: Codebook, columns: Iterable[str] | None = None, 
 
 
 def group_column(table: pd.DataFrame) -> str:
-    """The group column of a score or per-question table: ``country`` (by country or sample) or
+    """The group column of a score, per-question or distributions table: ``country`` (by country or sample) or
     the item its respondents were grouped by."""
     found = [c for c in table.columns if c not in _TABLE_NAMES]
     if len(found) != 1:
@@ -646,7 +675,9 @@ def score(results: pd.DataFrame | pa.Table | pads.Dataset, population: pd.DataFr
     humanless: dict[str, None] = {}
 
     table_rows: list[dict] = []
+    baseline_rows: list[dict] = []   # the first method's respondents'
     questions: list[pd.DataFrame] = []
+    shares: list[pd.DataFrame] = []
     unmatched: dict[str, int] = {}
     ungrouped: dict[str, int] = {}
     weightless: dict[str, None] = {}
@@ -659,7 +690,10 @@ def score(results: pd.DataFrame | pa.Table | pads.Dataset, population: pd.DataFr
         if not groups:
             raise ScoreError(f"method {method!r}: every matched respondent has a null in {by}: no group to score")
         per_group: list[dict[str, _Figure]] = []
+        per_group_uniform: list[dict[str, _Figure]] = []
+        first = not table_rows
         n_total = 0
+        masses = np.zeros((2, layout.n_columns))
         for name, rows in groups:
             if not weights[rows].sum() > 0:
                 weightless[str(name)] = None
@@ -677,7 +711,12 @@ def score(results: pd.DataFrame | pa.Table | pads.Dataset, population: pd.DataFr
             per_group.append(figs)
             n_total += cs.n
             table_rows += _rows(method, name, cs.n, figs, layout, level)
+            if first:
+                per_group_uniform.append(_figures(cs, layout, uniform=True))
+                baseline_rows += _rows(UNIFORM, name, cs.n, per_group_uniform[-1], layout, level)
             questions.append(_question_rows(method, name, cs, layout))
+            shares.append(_distribution_rows(method, name, cs.human_mass, cs.sim_mass, layout))
+            masses += (cs.human_mass, cs.sim_mass)
         if not per_group:
             if humanless:
                 raise ScoreError(f"method {method!r}: no human is in any group of its respondents "
@@ -687,12 +726,18 @@ def score(results: pd.DataFrame | pa.Table | pads.Dataset, population: pd.DataFr
         if by != "sample":
             pooled = {m: _pool([f[m] for f in per_group]) for m in METRICS}
             table_rows += _rows(method, POOLED, n_total, pooled, layout, level)
+            if first:
+                pooled = {m: _pool([f[m] for f in per_group_uniform]) for m in COMPARISONS}
+                baseline_rows += _rows(UNIFORM, POOLED, n_total, pooled, layout, level)
+            shares.append(_distribution_rows(method, POOLED, masses[0], masses[1], layout))
 
     rename = {} if by in BY else {COUNTRY: by}
     table = pd.DataFrame(table_rows, columns=list(TABLE_COLUMNS)).rename(columns=rename)
     per_question = pd.concat(questions, ignore_index=True)[list(QUESTION_COLUMNS)].rename(columns=rename)
+    distributions = pd.concat(shares, ignore_index=True)[list(DISTRIBUTION_COLUMNS)].rename(columns=rename)
+    baseline = pd.DataFrame(baseline_rows, columns=list(TABLE_COLUMNS)).rename(columns=rename)
     return Scores(table, per_question, mode, n_boot, seed, level, unmatched, ungrouped, tuple(weightless),
-                  tuple(humanless))
+                  tuple(humanless), baseline, distributions)
 
 
 def to_markdown(scores: Scores | pd.DataFrame, metrics: tuple[str, ...] = ("kl", "js", "w1", "mae", "ed")) -> str:

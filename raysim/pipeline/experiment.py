@@ -35,15 +35,16 @@ from ..atomic import write_atomic
 from ..engine.loading import EMBEDDED_NAME
 from ..metrics.scores import BY, ScoreError, check_by
 from ..align.aligned_set import REPORT_FILE, humans_of
-from ..report.scorecard import FITTED, HELD_OUT, score_run
+from ..report.scorecard import BASELINE_FILE, FITTED, HELD_OUT, score_run
 from ..report.tables import experiment_tables
 from ..survey.codebook import load_codebook
 from ..survey.sources import SourceError, source_from_text
 from ..survey.sources.path_source import PathSource
 from .config import ConfigError, RunConfig, parse_config
 from .progress import log
+from ..runs.metadata import read_run_json, recording
 from ..runs.results import read_results
-from ..runs.rundir import load_run_config, results_dir
+from ..runs.rundir import EXPERIMENT_RUNS as RUNS_DIR, load_run_config, results_dir
 from ..fits.base import FitterError
 from ..mappings import from_mapping
 from ..metrics.persona_curve import persona_curve, summarise
@@ -54,7 +55,6 @@ from .session import ray_session
 from .simulate import run_many
 from ..yamlfile import load_yaml
 
-RUNS_DIR = "runs"
 FITS_DIR = "fits"
 _EXPERIMENT_KEYS = ("name", "description", "methods", "boot", "score_by", "calibrate", "persona_curve")
 
@@ -194,72 +194,76 @@ def run_experiment(experiment: Experiment, out: str | Path, *, command: str | No
         cfg.check_model()
     new = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        runs = _shared_population(experiment, out)
-        with ray_session(lazy=True):   # one pass: the population read once, the model loaded once per actor
-            run_many([(cfg, out / RUNS_DIR / name) for name, cfg in runs.items()], emit=emit)
-    except BaseException:
-        if new and not any((out / RUNS_DIR).glob("*")):   # (run_many removes the run directories it made in vain)
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    tables, notes = [], []
-    for name in experiment.methods:
+    with recording(out, "experiment") as facts:
         try:
-            card = score_run(out / RUNS_DIR / name, n_boot=experiment.boot, seed=runs[name].sampling.seed,
-                             by=experiment.score_by)
-        except ScoreError as e:   # e.g. no valid sampled answer at all: reported, not fatal
-            notes.append(f"{name} not scored: {e}")
-            continue
-        tables.append(card.scores.table.assign(method=name))
-        for variant in experiment.calibrate:
+            runs = _shared_population(experiment, out)
+            with ray_session(lazy=True):   # one pass: the population read once, the model loaded once per actor
+                run_many([(cfg, out / RUNS_DIR / name) for name, cfg in runs.items()], emit=emit)
+        except BaseException:
+            if new and not any((out / RUNS_DIR).glob("*")):   # (run_many removes the run directories it made in vain)
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        tables, notes, baseline = [], [], None
+        for name in experiment.methods:
             try:
-                calibrated = calibrated_scores(out / RUNS_DIR / name, variant, out / FITS_DIR / f"{name}-{variant}",
-                                               n_boot=experiment.boot, seed=runs[name].sampling.seed,
-                                               by=experiment.score_by)
-            except (FitterError, ScoreError) as e:
-                notes.append(f"{name} +{variant} not scored: {e}")
+                card = score_run(out / RUNS_DIR / name, n_boot=experiment.boot, seed=runs[name].sampling.seed,
+                                 by=experiment.score_by)
+            except ScoreError as e:   # e.g. no valid sampled answer at all: reported, not fatal
+                notes.append(f"{name} not scored: {e}")
                 continue
-            tables.append(calibrated.table.assign(method=f"{name} +{variant}"))
-    if not tables:
-        raise ScoreError("no method of the experiment could be scored: " + "; ".join(notes))
-    scores = pd.concat(tables, ignore_index=True)
-    write_atomic(out / "scores.csv", lambda p: scores.to_csv(p, index=False))
-    first = runs[experiment.methods[0]]
-    resolved = first.resolved(out / RUNS_DIR / experiment.methods[0])
-    about = {
-        "experiment": experiment.name,
-        "model": _model_name(first),
-        "population": experiment.runs[experiment.methods[0]].population.describe(),
-        "answer": first.answer,
-        "questions": len(resolved["questions"]),
-        "boot": experiment.boot,
-        "score_by": experiment.score_by,
-        "command": command,
-    }
-    if first.answer == "generate":
-        notes.append("Valid (parsed) answers: " + ", ".join(
-            f"{n} {_valid_share(out / RUNS_DIR / n):.0%}" for n in experiment.methods) + "; invalid answers are "
-            "kept in the results and left out of the sampled distributions.")
-    notes += _language_notes(runs, resolved["questions"])
-    humans = humans_of(resolved["population"])
-    if humans is not None:
-        notes.append(f"The population is an aligned persona set (raysim.align): each method's simulated personas are "
-                     f"scored against the real people of the set's target ({humans}, {humans.parent.name}/"
-                     f"{REPORT_FILE} has the alignment), bootstrapped apart from the personas.")
-    if (scores["category"] == FITTED).any():
-        notes.append(f"Columns '{FITTED}' / '{HELD_OUT}': the questions the experiment's fit was fitted to, and the "
-                     "others (held out: the fit never saw their human answers).")
-    if experiment.calibrate:
-        notes.append(f"+tilt / +temperature: each question's answer distributions calibrated with the T fitted on "
-                     f"the OTHER questions of the same respondents (leave-one-question-out, fitter variance; fits in "
-                     f"{FITS_DIR}/): mean-preserving tilt / plain temperature scaling to the human normalised variance.")
-    if experiment.persona_curve is not None:
-        notes.append(_persona_curve(experiment, runs, out))
-    groups = {g: tuple(x for m in ms for x in [m, *(f"{m} +{v}" for v in experiment.calibrate)])
-              for g, ms in experiment.groups.items()}
-    text = experiment_tables(scores, groups, about, notes=notes)
-    write_atomic(out / "tables.md", lambda p: p.write_text(text))
-    emit(f"wrote {out / 'tables.md'} and {out / 'scores.csv'}")
+            tables.append(card.scores.table.assign(method=name))
+            baseline = card.scores.baseline if baseline is None else baseline   # the first method's respondents
+            for variant in experiment.calibrate:
+                try:
+                    calibrated = calibrated_scores(out / RUNS_DIR / name, variant, out / FITS_DIR / f"{name}-{variant}",
+                                                   n_boot=experiment.boot, seed=runs[name].sampling.seed,
+                                                   by=experiment.score_by)
+                except (FitterError, ScoreError) as e:
+                    notes.append(f"{name} +{variant} not scored: {e}")
+                    continue
+                tables.append(calibrated.table.assign(method=f"{name} +{variant}"))
+        if not tables:
+            raise ScoreError("no method of the experiment could be scored: " + "; ".join(notes))
+        scores = pd.concat(tables, ignore_index=True)
+        write_atomic(out / "scores.csv", lambda p: scores.to_csv(p, index=False))
+        write_atomic(out / BASELINE_FILE, lambda p: baseline.to_csv(p, index=False))
+        first = runs[experiment.methods[0]]
+        resolved = first.resolved(out / RUNS_DIR / experiment.methods[0])
+        about = {
+            "experiment": experiment.name,
+            "model": _model_name(first),
+            "population": experiment.runs[experiment.methods[0]].population.describe(),
+            "answer": first.answer,
+            "questions": len(resolved["questions"]),
+            "boot": experiment.boot,
+            "score_by": experiment.score_by,
+            "command": command,
+        }
+        if first.answer == "generate":
+            notes.append("Valid (parsed) answers: " + ", ".join(
+                f"{n} {_valid_share(out / RUNS_DIR / n):.0%}" for n in experiment.methods) + "; invalid answers are "
+                "kept in the results and left out of the sampled distributions.")
+        notes += _language_notes(runs, resolved["questions"])
+        humans = humans_of(resolved["population"])
+        if humans is not None:
+            notes.append(f"The population is an aligned persona set (raysim.align): each method's simulated personas are "
+                         f"scored against the real people of the set's target ({humans}, {humans.parent.name}/"
+                         f"{REPORT_FILE} has the alignment), bootstrapped apart from the personas.")
+        if (scores["category"] == FITTED).any():
+            notes.append(f"Columns '{FITTED}' / '{HELD_OUT}': the questions the experiment's fit was fitted to, and the "
+                         "others (held out: the fit never saw their human answers).")
+        if experiment.calibrate:
+            notes.append(f"+tilt / +temperature: each question's answer distributions calibrated with the T fitted on "
+                         f"the OTHER questions of the same respondents (leave-one-question-out, fitter variance; fits in "
+                         f"{FITS_DIR}/): mean-preserving tilt / plain temperature scaling to the human normalised variance.")
+        if experiment.persona_curve is not None:
+            notes.append(_persona_curve(experiment, runs, out))
+        groups = {g: tuple(x for m in ms for x in [m, *(f"{m} +{v}" for v in experiment.calibrate)])
+                  for g, ms in experiment.groups.items()}
+        text = experiment_tables(scores, groups, about, notes=notes, baseline=baseline)
+        write_atomic(out / "tables.md", lambda p: p.write_text(text))
+        emit(f"wrote {out / 'tables.md'} and {out / 'scores.csv'}")
+        facts["rows"] = sum((read_run_json(out / RUNS_DIR / name) or {}).get("rows", 0) for name in experiment.methods)
     return out / "tables.md"
 
 

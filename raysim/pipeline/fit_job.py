@@ -24,7 +24,8 @@ import pandas as pd
 from ..fits import FITTERS, Fit, Fitter, FitterError, write_fit
 from ..mappings import from_mapping
 from ..runs.results import read_results
-from ..runs.rundir import config_hash, load_run_config, results_dir
+from ..runs.metadata import read_run_json, recording
+from ..runs.rundir import FIT_RUN as RUN, config_hash, load_run_config, results_dir
 from ..survey.codebook import Codebook, load_codebook
 from ..survey.columns import BASE_COLUMNS, ID
 from ..survey.population import read_population
@@ -35,7 +36,6 @@ from .simulate import run, sample
 from ..tune.mixture_weights import tune_weights
 from ..yamlfile import load_yaml
 
-RUN = "run"
 
 
 @dataclass(frozen=True)
@@ -105,27 +105,29 @@ class _Sample:
 
 def fit(config: FitConfig, out: str | Path, emit: Callable[[str], None] = log) -> Fit:
     out = Path(out).resolve()
-    run_dir = out / RUN
-    new = not out.exists()
-    try:
-        run(config.run, run_dir, emit=emit)
-    except BaseException:
-        if new and out.is_dir() and not any(out.iterdir()):   # the run removed its own directory
-            out.rmdir()
-        raise
-    resolved = load_run_config(run_dir)
-    qids = tuple(resolved["questions"])
-    population = resolved["population"]
-    ids = sample(Path(population), config.run)[ID].to_numpy()
-    people = read_population(population, columns=[*BASE_COLUMNS, *qids], ids=ids)
-    context = _Sample(load_codebook(resolved["codebook"]), qids, people, config.run.answer, run_dir, config.run)
-    emit(f"fitting {config.name} on {len(people)} respondents × {len(qids)} questions")
-    result = config.fitter.fit(context)
-    done = write_fit(out, fitter=config.name, params=asdict(config.fitter.params),
-                     run={"config_hash": config_hash(resolved), "method": resolved["method"],
-                          "answer": resolved["answer"], "population_source": resolved["population_source"],
-                          "respondents": len(people), "questions": len(qids)},
-                     result=result)
-    brief = {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))}   # lists stay in the file
-    emit(f"fit written: {done.path} ({', '.join(f'{k}: {v}' for k, v in brief.items())})")
+    with recording(out, "fit") as facts:
+        run_dir = out / RUN
+        new = not out.exists()
+        try:
+            run(config.run, run_dir, emit=emit)
+        except BaseException:
+            if new and out.is_dir() and not any(out.iterdir()):   # the run removed its own directory
+                out.rmdir()
+            raise
+        resolved = load_run_config(run_dir)
+        qids = tuple(resolved["questions"])
+        population = resolved["population"]
+        ids = sample(Path(population), config.run)[ID].to_numpy()
+        people = read_population(population, columns=[*BASE_COLUMNS, *qids], ids=ids)
+        context = _Sample(load_codebook(resolved["codebook"]), qids, people, config.run.answer, run_dir, config.run)
+        emit(f"fitting {config.name} on {len(people)} respondents × {len(qids)} questions")
+        result = config.fitter.fit(context)
+        done = write_fit(out, fitter=config.name, params=asdict(config.fitter.params),
+                         run={"config_hash": config_hash(resolved), "method": resolved["method"],
+                              "answer": resolved["answer"], "population_source": resolved["population_source"],
+                              "respondents": len(people), "questions": len(qids)},
+                         result=result)
+        brief = {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))}   # lists stay in the file
+        emit(f"fit written: {done.path} ({', '.join(f'{k}: {v}' for k, v in brief.items())})")
+        facts.update(rows=(read_run_json(run_dir) or {}).get("rows", 0), fitter=config.name)
     return done

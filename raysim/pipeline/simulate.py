@@ -33,6 +33,7 @@ from .progress import CountryProgress, log
 from .session import ray_connect
 from ..runs.coverage import question_counts
 from ..runs.lock import run_lock
+from ..runs.metadata import recording
 from ..runs.rundir import init_run_dir, results_dir, write_postprocess
 
 
@@ -155,8 +156,9 @@ def run_many(runs: list[tuple[RunConfig, Path]], *, limit: int | None = None,
     with ExitStack() as locks:
         for _, run_dir in runs:
             locks.enter_context(run_lock(run_dir))
+        facts = [locks.enter_context(recording(run_dir, "run")) for _, run_dir in runs]
         try:
-            return _run_locked(runs, limit, emit)
+            return _run_locked(runs, limit, emit, facts)
         except BaseException:
             for run_dir in new:
                 if not any(results_dir(run_dir).glob("*.parquet")):
@@ -164,8 +166,9 @@ def run_many(runs: list[tuple[RunConfig, Path]], *, limit: int | None = None,
             raise
 
 
-def _run_locked(runs: list[tuple[RunConfig, Path]], limit: int | None,
-                emit: Callable[[str], None]) -> list[Completeness]:
+def _run_locked(runs: list[tuple[RunConfig, Path]], limit: int | None, emit: Callable[[str], None],
+                facts: list[dict]) -> list[Completeness]:
+    """``facts[k]``: what run k's run.json records of this pass (raysim.runs.metadata)."""
     import ray
 
     config0 = _shared(runs)
@@ -188,8 +191,9 @@ def _run_locked(runs: list[tuple[RunConfig, Path]], limit: int | None,
     todo = chosen[~all_done].head(limit) if limit is not None else chosen[~all_done]
     todo_ids = todo[ID].to_numpy(dtype=np.int64)
     tasks = []
-    for (config, run_dir), h, d in zip(runs, hashes, done):
+    for (config, run_dir), h, d, fact in zip(runs, hashes, done, facts):
         mine = np.intersect1d(chosen.loc[~d, ID].to_numpy(dtype=np.int64), todo_ids)
+        fact.update(rows=len(mine) * len(qids), respondents=len(mine), method=config.spec.name, config_hash=h)
         emit(f"run {run_dir.name} ({h}): {config.spec.name} ({config.answer}), {len(chosen)} respondents × "
              f"{len(qids)} questions; {int(d.sum())} already complete, {len(mine)} to do")
         if len(mine):
@@ -214,8 +218,11 @@ def _run_locked(runs: list[tuple[RunConfig, Path]], limit: int | None,
         # (max_restarts=-1, max_task_retries=-1 by default); a retried batch rewrites its shards.
         progress = CountryProgress(total=chosen[COUNTRY].value_counts().to_dict(),
                                    done=chosen[all_done][COUNTRY].value_counts().to_dict(), emit=emit)
-        for manifest in ds.iter_batches(batch_size=None, batch_format="pandas"):
-            progress.update(manifest)
+        try:
+            for manifest in ds.iter_batches(batch_size=None, batch_format="pandas"):
+                progress.update(manifest)
+        finally:
+            progress.close()
         if not progress.finished:   # a limited run: the last count was not logged
             emit(progress.line())
         for _, run_dir in runs:

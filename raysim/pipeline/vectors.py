@@ -32,7 +32,7 @@ from ..engine.loading import ModelSpec
 from ..identity.build import BuildParams, Unit, UnitResult, assemble, run_units, units
 from ..identity.dataset import DemographicDataset, dataset_hash
 from ..identity.library import VectorLibrary
-from .progress import log
+from .progress import Progress, log
 from ..runs.lock import run_lock
 from ..runs.rundir import init_run_dir, results_dir
 
@@ -146,10 +146,12 @@ def build_library(dataset: DemographicDataset, model: ModelSpec, out: str | Path
             ds = ds.map_batches(VectorActor, fn_constructor_kwargs={"work": bw}, batch_size=batch_size,
                                 batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors),
                                 num_cpus=num_cpus, num_gpus=num_gpus)
-            n = len(done)
-            for manifest in ds.iter_batches(batch_size=None, batch_format="pandas"):
-                n += len(manifest)
-                emit(f"units done: {n}/{len(all_units)}")
+            progress = Progress(len(all_units), initial=len(done), unit="unit", desc="units", emit=emit, every_s=0)
+            try:
+                for manifest in ds.iter_batches(batch_size=None, batch_format="pandas"):
+                    progress.update(len(manifest))
+            finally:
+                progress.close()
         if limit is not None and len(done) + len(todo) < len(all_units):
             return None
 

@@ -22,6 +22,13 @@ from ..runs.rundir import load_postprocess, load_run_config, results_dir
 from ..survey.population import codebook_of, read_population
 
 
+FITTED, HELD_OUT = "fitted items", "held-out items"
+BASELINE_FILE = "baseline.csv"
+"""The uniform yardstick's scores (``Scores.baseline``), columns as scores.csv."""
+DISTRIBUTIONS_FILE = "distributions.parquet"
+"""Per question and option, the human and simulated answer shares (``Scores.distributions``)."""
+
+
 @dataclass(frozen=True)
 class Scorecard:
     scores: Scores
@@ -62,8 +69,9 @@ def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: st
                    item_sets=fit_item_sets(fit, _questions(results)) if fit is not None else None, humans=humans,
                    transform=postprocessed if steps else None)
     table: pd.DataFrame = scores.table
-    md = to_markdown(scores)
-    overall = to_markdown(table[table["category"] == OVERALL])
+    both = pd.concat([table, scores.baseline], ignore_index=True)   # each method beside the yardstick
+    md = to_markdown(both)
+    overall = to_markdown(both[both["category"] == OVERALL])
     header = (f"Scores of {run_dir.name} ({mode} mode; {n_boot} bootstrap replicates, seed {seed}). "
               f"{_against(config['population'], humans)}{_postprocessed(steps, passed)}{_left_out(scores, by)}Cells: value [95% interval] ×multiple of the human noise floor.\n\n")
     writers = {
@@ -71,13 +79,13 @@ def score_run(run_dir: str | Path, *, n_boot: int = 200, seed: int = 0, mode: st
         "scores.parquet": lambda p: table.to_parquet(p, index=False),
         "scores.md": lambda p: p.write_text(header + md),
         "scores_by_question.parquet": lambda p: scores.per_question.to_parquet(p, index=False),
+        BASELINE_FILE: lambda p: scores.baseline.to_csv(p, index=False),
+        DISTRIBUTIONS_FILE: lambda p: scores.distributions.to_parquet(p, index=False),
     }
     for name, write in writers.items():
         write_atomic(run_dir / name, write)
     return Scorecard(scores, header + md, header + overall, tuple(run_dir / name for name in writers))
 
-
-FITTED, HELD_OUT = "fitted items", "held-out items"
 
 
 def fit_item_sets(fit: Fit | None, questions: Iterable[str]) -> dict[str, list[str]] | None:

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from ..metrics.scores import OVERALL, POOLED, group_column
+from ..metrics.scores import OVERALL, POOLED, UNIFORM, group_column
 
 TABLES = (
     ("kl", "Table 1 — KL divergence KL(human ‖ simulated), lower is better"),
@@ -49,8 +49,9 @@ def _row(cells: Sequence[str]) -> str:
 
 
 def _metric_table(pooled: pd.DataFrame, metric: str, groups: Mapping[str, Sequence[str]],
-                  columns: list[str]) -> list[str]:
+                  columns: list[str], baseline: pd.DataFrame) -> list[str]:
     at = pooled[pooled["metric"] == metric].set_index(["method", "category"])
+    uniform = baseline[baseline["metric"] == metric].set_index("category")
     extra = SIDES.get(metric, ())
     head = ["method", *columns] + [title for title, _ in extra]
     lines = [_row(head), "|" + "---|" * len(head)]
@@ -63,6 +64,9 @@ def _metric_table(pooled: pd.DataFrame, metric: str, groups: Mapping[str, Sequen
                 side = pooled[(pooled["method"] == m) & (pooled["category"] == OVERALL)].set_index("metric")["value"]
                 cells += [_fmt(side.get(key, math.nan)) for _, key in extra]
             lines.append(_row(cells))
+    if len(uniform):
+        lines.append(_row([UNIFORM] + [_cell(uniform.loc[c]) if c in uniform.index else "–" for c in columns]
+                          + [""] * len(extra)))
     # The floor depends on the respondents only, the same for every method here: take the first's.
     first = at.loc[next(iter(at.index.get_level_values(0)))] if len(at) else pd.DataFrame()
     floors = [_fmt(first.loc[c, "floor"]) if c in first.index else "–" for c in columns]
@@ -70,7 +74,7 @@ def _metric_table(pooled: pd.DataFrame, metric: str, groups: Mapping[str, Sequen
     return lines
 
 
-def _group_table(scores: pd.DataFrame, methods: Sequence[str], metric: str = "kl") -> list[str]:
+def _group_table(scores: pd.DataFrame, methods: Sequence[str], baseline: pd.DataFrame, metric: str = "kl") -> list[str]:
     """Overall ``metric`` per country (or per answer to the item grouped by), if few enough."""
     group = group_column(scores)
     overall = scores[(scores["category"] == OVERALL) & (scores["metric"] == metric) & (scores[group] != POOLED)]
@@ -82,6 +86,9 @@ def _group_table(scores: pd.DataFrame, methods: Sequence[str], metric: str = "kl
              "|" + "---|" * (len(names) + 1)]
     for m in methods:
         lines.append(_row([m] + [_cell(at.loc[(m, c)]) if (m, c) in at.index else "–" for c in names]))
+    uniform = baseline[(baseline["category"] == OVERALL) & (baseline["metric"] == metric)].set_index(group)
+    if len(uniform):
+        lines.append(_row([UNIFORM] + [_cell(uniform.loc[c]) if c in uniform.index else "–" for c in names]))
     first = at.loc[methods[0]]
     lines.append(_row(["human noise floor"] + [_fmt(first.loc[c, "floor"]) if c in first.index else "–"
                                               for c in names]))
@@ -89,9 +96,12 @@ def _group_table(scores: pd.DataFrame, methods: Sequence[str], metric: str = "kl
 
 
 def experiment_tables(scores: pd.DataFrame, groups: Mapping[str, Sequence[str]], about: Mapping[str, Any],
-                      notes: Sequence[str] = ()) -> str:
-    """``scores``: every method's score table (raysim.metrics.scores), ``method`` = method name."""
+                      notes: Sequence[str] = (), baseline: pd.DataFrame | None = None) -> str:
+    """``scores``: every method's score table (raysim.metrics.scores), ``method`` = method name;
+    ``baseline``: the uniform yardstick (``Scores.baseline``), a row of its own in every table."""
     group = group_column(scores)
+    baseline = pd.DataFrame(columns=scores.columns) if baseline is None else baseline
+    pooled_baseline = baseline[baseline[group] == POOLED]
     pooled = scores[scores[group] == POOLED]
     categories = [c for c in pooled["category"].drop_duplicates() if c != OVERALL]
     columns = categories + [OVERALL]
@@ -108,10 +118,12 @@ def experiment_tables(scores: pd.DataFrame, groups: Mapping[str, Sequence[str]],
     out += ["", "Cells: value [95% bootstrap interval] ×multiple of the human noise floor (the same metric "
             "between a bootstrap resample of the real respondents and the real sample: what a perfect "
             "simulator scores with this many respondents). " +
+            (f"'{UNIFORM}': every option of every question equally likely (no model), the yardstick a "
+             "method must beat. " if len(baseline) else "") +
             ("All respondents scored as one sample." if about.get("score_by") == "sample"
              else f"Pooled = mean of the per-{group} figures."), ""]
     out += [f"- {n}" for n in notes] + ([""] if notes else [])
     for metric, title in TABLES:
-        out += [f"## {title}", ""] + _metric_table(pooled, metric, groups, columns) + [""]
-    out += _group_table(scores, methods)
+        out += [f"## {title}", ""] + _metric_table(pooled, metric, groups, columns, pooled_baseline) + [""]
+    out += _group_table(scores, methods, baseline)
     return "\n".join(out).rstrip() + "\n"

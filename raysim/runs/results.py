@@ -1,4 +1,4 @@
-"""The result-row contract (DESIGN.md, "Results"): one row per respondent × question.
+"""The result-row contract (docs/design.md, "Results"): one row per respondent × question.
 
 Pure pyarrow: the Ray pipeline, local jobs and the scorer all read and write it.
 """

@@ -21,6 +21,11 @@ from ..atomic import write_text_atomic
 CONFIG_FILE = "config.yaml"
 POSTPROCESS_FILE = "postprocess.yaml"
 RESULTS_DIR = "results"
+# Where the directories that hold runs keep them, and what marks a search directory.
+EXPERIMENT_RUNS = "runs"          # an experiment's runs, DIR/runs/<method>
+FIT_RUN = "run"                   # a fit's own run, DIR/run
+SEARCH_CONFIG = "tune_config.yaml"  # a Tune search's config and digest
+SEARCH_TRIALS = "trials.csv"      # its trials, one row each
 
 
 class RunDirError(ValueError):

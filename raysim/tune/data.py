@@ -11,13 +11,13 @@ import pandas as pd
 import yaml
 
 from ..atomic import write_atomic
+from ..runs.rundir import SEARCH_CONFIG as CONFIG_FILE
 from ..identity.injection import PsiiPreset
 from ..survey.codebook import Codebook, load_codebook
 from ..survey.population import COUNTRY, ID, read_population
 from ..survey.sampling import sample_n
 from .config import TuneConfig, TuneError
 
-CONFIG_FILE = "tune_config.yaml"
 
 
 @dataclass(frozen=True)

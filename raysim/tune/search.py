@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from ..runs.rundir import SEARCH_TRIALS as TRIALS
 from ..atomic import write_atomic
 from ..identity.injection import PsiiPreset
 from ..pipeline.progress import log
@@ -29,11 +30,11 @@ from .actors import answer_on_pool, check_cpus, pool_work, shared_pool
 from .config import Objective, TuneError
 from .data import Prepared
 from .objective import evaluate
+from .progress import TrialProgress
 from .output import Outcome, heldout_table, write_preset, write_summary
 from .space import Range, SearchSpace
 
 SEARCH_DIR = "search"
-TRIALS = "trials.csv"
 BEST = "best_preset.yaml"
 METRIC = "objective"
 
@@ -133,7 +134,8 @@ def _search(prepared: Prepared, parameters: dict[str, Range], actors: list, emit
                 max_concurrent_trials=config.concurrency,
                 scheduler=ASHAScheduler(time_attr="training_iteration", max_t=s.rungs, grace_period=1,
                                         reduction_factor=s.reduction_factor)),
-            run_config=tune.RunConfig(name=SEARCH_DIR, storage_path=str(out), verbose=0))
+            run_config=tune.RunConfig(name=SEARCH_DIR, storage_path=str(out), verbose=0,
+                                      callbacks=[TrialProgress(s.num_samples, METRIC, s.rungs, emit)]))
     results = tuner.fit()
     table = _trials_table(results, list(parameters), len(prepared.validation))
     write_atomic(out / TRIALS, lambda tmp: table.to_csv(tmp, index=False))
