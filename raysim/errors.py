@@ -12,7 +12,7 @@ import re
 import traceback
 from pathlib import Path
 
-from .logs import log_path
+from .logs import note_log_used
 
 # "SomethingError: message" / "Exception: message" as the last line of a traceback's text
 _RAISED = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|Exit|Interrupt))(?::\s*(.*))?$")
@@ -71,7 +71,7 @@ def cause_line(e: BaseException) -> str:
 def write_log(e: BaseException) -> Path:
     """The fault's full traceback (Ray's remote ones and the notes added on the way, such as
     where Ray's own logs are), appended to this command's log file."""
-    path = log_path()
+    path = note_log_used()
     with open(path, "a", encoding="utf-8") as f:
         f.write("".join(traceback.format_exception(e)))
     return path

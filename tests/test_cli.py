@@ -89,12 +89,16 @@ def test_demo_writes_scored_runs_and_reports(tmp_path, capsys):
     cardata = pd.read_csv(out / "cardata-pe" / "scores.csv")
     assert set(cardata["country"]) == {"AUS", "NOR", "SWE", "USA", "ALL"}
     # it ends with each run's headline beside its yardsticks, in words, and the report's path
-    tail = printed.strip().splitlines()[-6:]
+    tail = printed.strip().splitlines()[-8:]
     assert tail[0].startswith("synthetic-300, PE on SmolLM2-135M-Instruct, logprob mode, 8 respondents × 4 questions")
     assert re.fullmatch(r"  KL [0-9.]+, [0-9.]+× (worse|better) than answering uniformly \([0-9.]+\); "
                         r"[0-9.]+× the human noise floor \([0-9.]+\)", tail[1]), tail[1]
-    assert tail[2] == f"  report: {out / 'synthetic-300-pe' / 'report.html'}"
-    assert tail[5] == f"  report: {out / 'cardata-pe' / 'report.html'}"
+    for k, name in ((2, "synthetic-300-pe"), (6, "cardata-pe")):
+        # each run's log, with Ray's output, in the run directory; then the report's path
+        [log] = (out / name / "logs").glob("*.log")
+        assert tail[k] == f"  Ray's and the libraries' logs: {log}"
+        assert tail[k + 1] == f"  report: {out / name / 'report.html'}"
+    assert "ray" in next((out / "synthetic-300-pe" / "logs").glob("*.log")).read_text().lower()   # (it started Ray)
     # rescoring a run directory reproduces its scores (seeded bootstrap)
     before = pd.read_csv(out / "cardata-pe" / "scores.csv")
     assert run(capsys, "score", str(out / "cardata-pe"), "--boot", "5")[0] == 0

@@ -179,6 +179,10 @@ def test_two_runs_at_once_the_second_is_refused_the_first_completes(tmp_path):
     assert first.returncode == 0, err[-2000:]
     assert second.returncode == 2 and f"pid {first.pid}" in one_error_line(second.stderr)
     check_rows(run_dir, respondents=9, questions=5)
+    # Ray's output went to the log the run directory keeps, named on the terminal, not to the terminal
+    [log] = (run_dir / "logs").glob("*.log")
+    assert f"Ray's and the libraries' logs: {log}" in out.splitlines() and log.stat().st_size > 0
+    assert not list((tmp_path / "logs").glob("*.log")) and "ray" not in err.lower()
 
 
 def damaged_run(tmp_path: Path) -> tuple[Path, list[int]]:

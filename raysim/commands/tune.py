@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..tune.config import load_tune
     from ..tune.data import prepare
 
+    from ..logs import log_line
     from ..runs.metadata import recording
 
     prepared = prepare(load_tune(args.config), args.out)   # bad input fails here (raysim.cli reports it)
@@ -41,4 +42,6 @@ def main(argv: list[str] | None = None) -> int:
             # what the trials answered (a resumed search counts its earlier trials too)
             facts.update(trials=trials, rows=trials * len(prepared.validation) * len(prepared.qids))
     print(outcome.summary.read_text())
+    if line := log_line():
+        print(line)
     return 0

@@ -11,6 +11,7 @@ from typing import Callable
 
 import pandas as pd
 
+from ..logs import terminal
 from ..survey.population import COUNTRY
 
 
@@ -20,7 +21,8 @@ def log(line: str) -> None:
 
 class Progress:
     """``total`` things, ``initial`` of them done before this run (resumption). ``bar`` None: a bar
-    where stderr is a terminal. ``describe()`` gives the state beside the count (per-country
+    where stderr (the terminal's, while a Ray session sends fd 2 to the log) is a terminal.
+    ``describe()`` gives the state beside the count (per-country
     counts, the best trial so far)."""
 
     def __init__(self, total: int, *, initial: int = 0, unit: str = "", desc: str = "",
@@ -30,10 +32,11 @@ class Progress:
         self.emit, self.every_s, self.describe = emit, every_s, describe
         self._last = 0.0
         self._bar = None
-        if bar if bar is not None else sys.stderr.isatty():
+        screen = terminal()   # (stderr itself is the log during a Ray session)
+        if bar if bar is not None else screen.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, unit=unit, desc=desc, file=sys.stderr,
+            self._bar = tqdm(total=total, initial=initial, unit=unit, desc=desc, file=screen,
                              dynamic_ncols=True)
 
     @property

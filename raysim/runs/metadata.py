@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..atomic import write_text_atomic
+from ..logs import log_home, log_in_use
 
 RUN_FILE = "run.json"
 PACKAGES = ("torch", "transformers", "ray", "vllm", "pyarrow", "pandas", "numpy", "scipy", "pot",
@@ -93,15 +94,16 @@ def recording(directory: str | Path, kind: str) -> Iterator[dict[str, Any]]:
     facts: dict[str, Any] = {}
     started = time.time()
     status = "failed"
-    try:
-        yield facts
-        status = "finished"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        if directory.is_dir():
-            _write(directory, kind, started, time.time(), status, facts)
+    with log_home(directory):   # the outermost directory receives the log when the block ends
+        try:
+            yield facts
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            if directory.is_dir():
+                _write(directory, kind, started, time.time(), status, facts)
 
 
 def _write(directory: Path, kind: str, started: float, ended: float, status: str, facts: dict[str, Any]) -> None:
@@ -113,8 +115,6 @@ def _write(directory: Path, kind: str, started: float, ended: float, status: str
         record["rows"] = rows
         record["rows_per_s"] = round(rows / seconds, 3) if seconds > 0 else None
     record.update({k: v for k, v in facts.items() if k != "rows"})
-    from ..logs import log_in_use
-
     if log_in_use() is not None:
         record["log"] = str(log_in_use())   # Ray's and the libraries' output of this invocation
     record.update(provenance())
