@@ -72,7 +72,7 @@ def about(c: Contents) -> str:
                                                                        (" (uncommitted changes)" if git.get("dirty") else "")),
             "command": record.get("command"), "started": record.get("started"), "ended": record.get("ended"),
             "seconds": record.get("seconds"), "rows": record.get("rows"), "rows/s": record.get("rows_per_s"),
-            "status": record.get("status")})
+            "status": record.get("status"), "log": record.get("log")})
     if facts:
         parts.append(table(pd.DataFrame(facts), "provenance"))
         packages = next(r for _, r in records if r is not None).get("packages", {})
