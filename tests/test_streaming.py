@@ -8,7 +8,7 @@ import pytest
 
 import raysim.metrics.scores as S
 from raysim.runs.coverage import question_counts
-from raysim.runs.results import results_dataset, write_results_shard
+from raysim.runs.results import read_results, results_dataset, write_results_shard
 from raysim.survey.cardata import load_cardata
 from raysim.survey.codebook import load_codebook
 
@@ -89,3 +89,14 @@ def test_question_counts_scanned_in_batches_equal_a_groupby(tmp_path, people):
         assert got.astype({"rows": int, "qids": int}).equals(want.astype({"rows": int, "qids": int})), batch
     assert (want["rows"] - want["qids"]).sum() == 9 and (want["qids"] < 2).sum() == 3
     assert question_counts(tmp_path / "none").empty
+
+
+def test_reading_some_questions_reads_exactly_their_rows(tmp_path, people):
+    rows = results(people, seed=5)
+    shards(rows, tmp_path / "results", 3)
+    key = ["method", "respondent_id", "qid"]
+    got = read_results(tmp_path / "results", qids=["RELIGION"]).sort_values(key).reset_index(drop=True)
+    want = rows[rows["qid"] == "RELIGION"].sort_values(key).reset_index(drop=True)
+    assert len(got) == len(want) > 0
+    pd.testing.assert_frame_equal(got[key + ["weight", "valid"]], want[key + ["weight", "valid"]])
+    assert read_results(tmp_path / "results", qids=["NOT_ASKED"]).empty

@@ -36,7 +36,7 @@ def make_map(population: str | Path, runs: list[str | Path], out: str | Path) ->
         if name in names:
             raise MapError(f"two runs of method {name!r}: give one run per method")
         names.add(name)
-        results = read_results(results_dir(run))
+        results = read_results(results_dir(run), qids=MAP_ITEMS)   # (the map's items only)
         try:
             simulated = simulated_indicators(results, load_codebook(config["codebook"]))
         except MapError as e:

@@ -83,5 +83,9 @@ def results_dataset(results_dir: str | Path) -> pads.Dataset:
     return pads.dataset(files, format="parquet", schema=RESULT_SCHEMA)
 
 
-def read_results(results_dir: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    return results_dataset(results_dir).to_table(columns=columns).to_pandas()
+def read_results(results_dir: str | Path, columns: list[str] | None = None,
+                 qids: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
+    """A run's rows; with ``qids``, only those questions' rows are read (the scan filters them,
+    so a reader of a few items of a full-population run holds only theirs)."""
+    where = pads.field("qid").isin(list(qids)) if qids is not None else None
+    return results_dataset(results_dir).to_table(columns=columns, filter=where).to_pandas()
