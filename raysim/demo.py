@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .engine.loading import EMBEDDED_NAME
-from .logs import log_in_use
+from .logs import LOGS_DIR, log_in_use
 from .pipeline.config import Actors, RunConfig, RespondentSample
 from .pipeline.session import ray_session
 from .pipeline.simulate import run
@@ -67,7 +67,7 @@ def run_demo(out: Path, n: int = 2000, seed: int = 0, n_boot: int = 100,
             people = int(overall["n_respondents"].max())
             summary.append(f"{pop.name}, {LABEL}, {people} respondents × {int(overall['n_questions'].max())} questions:")
             summary += [f"  {line.split(': ', 1)[1]}" for line in headline_sentences(overall, HEADLINE)]
-            if log := log_in_use():
-                summary.append(f"  Ray's and the libraries' logs: {log}")
+            if log := log_in_use():   # (named as the report is: under the -o given)
+                summary.append(f"  Ray's and the libraries' logs: {run_dir / LOGS_DIR / log.name}")
             summary.append(f"  report: {report}")
     print("\n" + "\n".join(summary))
