@@ -110,9 +110,9 @@ def stderr_to_log() -> Iterator[None]:
         return
     _log.used = True
     sys.stderr.flush()
-    saved = os.dup(2)
     outermost = _log.terminal is None
-    if outermost:
+    if outermost:   # the terminal's stderr: restored at the end, and where progress bars draw
+        saved = os.dup(2)
         _log.terminal = os.fdopen(os.dup(saved), "w", buffering=1, encoding=sys.stderr.encoding,
                                   errors="backslashreplace")
     _log.redirects += 1
@@ -122,11 +122,13 @@ def stderr_to_log() -> Iterator[None]:
     finally:
         sys.stderr.flush()
         _log.redirects -= 1
-        os.dup2(saved, 2)
-        os.close(saved)
         if outermost:
+            os.dup2(saved, 2)
+            os.close(saved)
             _log.terminal.close()
             _log.terminal = None
+        else:   # (the log may have moved meanwhile: the outer block goes on writing where it is now)
+            _point_stderr_at(log_path())
 
 
 def terminal() -> TextIO:

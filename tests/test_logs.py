@@ -114,3 +114,14 @@ def test_progress_bars_draw_on_the_terminal_while_stderr_is_the_log(tmp_path, st
     os.close(screen)
     assert progress._bar is not None and "5/5" in drawn and "ray's noise" not in drawn
     assert logs.log_path().read_text() == "ray's noise\n"
+
+
+def test_a_session_inside_a_session_leaves_the_outer_one_writing_where_the_log_went(tmp_path, staging):
+    run_dir = tmp_path / "run"
+    with logs.stderr_to_log():
+        with logs.stderr_to_log(), recording(run_dir, "run"):
+            run_dir.mkdir()
+            say("inner\n")
+        say("outer, after the log moved\n")
+    [kept] = (run_dir / logs.LOGS_DIR).glob("*.log")
+    assert kept.read_text() == "inner\nouter, after the log moved\n"
