@@ -23,6 +23,9 @@ from .answers import human_distribution, simulated_matrix
 METRICS = {"w1": (D.w1, True), "kl": (D.kl, False)}
 
 
+CURVE_COLUMNS = ["qid", ID, COUNTRY, "option_codes", "probs"]   # all it reads of the result rows
+
+
 def persona_curve(results: pd.DataFrame, population: pd.DataFrame, codebook: Codebook, counts: list[int], *,
                   draws: int = 20, seed: int = 0, metric: str = "w1") -> pd.DataFrame:
     """Rows (n_personas, draw, error, countries); a country with fewer respondents than N is left

@@ -47,7 +47,7 @@ from ..runs.results import read_results
 from ..runs.rundir import EXPERIMENT_RUNS as RUNS_DIR, load_run_config, results_dir
 from ..fits.base import FitterError
 from ..mappings import from_mapping
-from ..metrics.persona_curve import persona_curve, summarise
+from ..metrics.persona_curve import CURVE_COLUMNS, persona_curve, summarise
 from ..report.calibrated import VARIANTS, calibrated_scores
 from ..report.curves import plot_persona_curve
 from ..survey.population import codebook_of, read_population
@@ -278,7 +278,8 @@ def _persona_curve(experiment: Experiment, runs: dict[str, RunConfig], out: Path
         cfg = runs[name]
         if cfg.answer != "logprob":
             continue
-        curves.append(persona_curve(read_results(results_dir(out / RUNS_DIR / name)), population, codebook,
+        rows = read_results(results_dir(out / RUNS_DIR / name), columns=CURVE_COLUMNS)
+        curves.append(persona_curve(rows, population, codebook,
                                     list(spec.counts), draws=spec.draws, seed=cfg.sampling.seed,
                                     metric=spec.metric).assign(method=name))
     curve = pd.concat(curves, ignore_index=True)
