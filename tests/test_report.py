@@ -42,11 +42,13 @@ def make_run(root: Path, name: str, method: str, seed: int, people: pd.DataFrame
         write_population(people, population, cb)
     run_dir = root / name
     (run_dir / "results").mkdir(parents=True)
+    # the opinion item and the attributes a quality-check run asks (every item with options)
+    qids = ["POVERTY", "DEGREE", "RELIGION", "Q260"]
     (run_dir / "config.yaml").write_text(f"codebook: cardata\npopulation: {population}\nanswer: logprob\n"
-                                         f"method: {method}\nseed: {seed}\nmodel: {{name_or_path: embedded}}\n")
+                                         f"method: {method}\nseed: {seed}\nmodel: {{name_or_path: embedded}}\n"
+                                         f"questions: [{', '.join(qids)}]\n")
     with recording(run_dir, "run") as facts:
-        # the opinion item and the attributes a quality-check run asks (every item with options)
-        rows = uniform_results(people, cb, ["POVERTY", "DEGREE", "RELIGION", "Q260"], run_id=name,
+        rows = uniform_results(people, cb, qids, run_id=name,
                                config_hash="h" + name)
         rng = np.random.default_rng(seed)
         rows["method"] = method
@@ -132,6 +134,7 @@ def test_run_report_in_a_browser(tmp_path, people, capsys):
         # the run's metadata: commit or version, command, rows/s
         about = page.inner_text("#about-this-report")
         assert "raysim" in about and str(read_run_json(run_dir)["rows"]) in about
+        assert "4 questions" in about and "None" not in about   # (an empty cell stays empty)
         headline = page.inner_text("#headline")
         assert re.search(r"noisy: KL [0-9.]+, [0-9.]+× (worse than|better than) answering uniformly", headline)
         assert "human noise floor" in headline

@@ -49,7 +49,7 @@ def table(frame: pd.DataFrame, table_id: str, numeric: Iterable[str] = ()) -> st
                 exact = "" if pd.isna(value) else repr(float(value))
                 cells.append(f'<td class="num" data-value="{exact}">{_number(value)}</td>')
             else:
-                cells.append(f"<td>{escape(str(value))}</td>")
+                cells.append(f"<td>{'' if value is None else escape(str(value))}</td>")   # (not 'None')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
