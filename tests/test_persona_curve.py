@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from raysim.metrics.persona_curve import CURVE_COLUMNS, persona_curve, summarise
+from raysim.runs.results import read_results, results_batches, write_results_shard
 from raysim.survey.cardata import load_cardata
 from raysim.survey.codebook import load_codebook
 
@@ -45,10 +46,14 @@ def test_personas_that_echo_their_humans_reach_zero_error_with_everyone_drawn(pe
     assert (curve["countries"] == 4).all()
 
 
-def test_the_columns_the_experiment_reads_give_the_same_curve(people):
-    rows = echoing(people)
+def test_a_run_scanned_in_batches_of_the_columns_it_reads_gives_the_same_curve(tmp_path, people):
+    rows = echoing(people).sample(frac=1, random_state=0).reset_index(drop=True)
     rng = np.random.default_rng(0)
     rows["probs"] = [rng.dirichlet(np.ones(len(c))).astype(np.float32) for c in rows["option_codes"]]   # noisy personas
-    full = persona_curve(rows, people, CARDATA, [2, 10], draws=5, seed=1)
-    pd.testing.assert_frame_equal(persona_curve(rows[CURVE_COLUMNS], people, CARDATA, [2, 10], draws=5, seed=1), full)
-    assert (full["error"] > 0).all()
+    for i, at in enumerate(np.array_split(np.arange(len(rows)), 3)):
+        write_results_shard(rows.iloc[at], tmp_path / "results", f"part-{i}")
+    whole = persona_curve(read_results(tmp_path / "results"), people, CARDATA, [2, 10], draws=5, seed=1)
+    assert (whole["error"] > 0).all()
+    for batch_rows in (7, 1000):   # batches that split questions and countries, and whole shards
+        batches = results_batches(tmp_path / "results", columns=CURVE_COLUMNS, batch_rows=batch_rows)
+        pd.testing.assert_frame_equal(persona_curve(batches, people, CARDATA, [2, 10], draws=5, seed=1), whole)

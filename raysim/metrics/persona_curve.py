@@ -11,6 +11,7 @@ distribution over all its matched respondents, averaged over questions and count
 from __future__ import annotations
 
 import zlib
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -26,28 +27,34 @@ METRICS = {"w1": (D.w1, True), "kl": (D.kl, False)}
 CURVE_COLUMNS = ["qid", ID, COUNTRY, "option_codes", "probs"]   # all it reads of the result rows
 
 
-def persona_curve(results: pd.DataFrame, population: pd.DataFrame, codebook: Codebook, counts: list[int], *,
-                  draws: int = 20, seed: int = 0, metric: str = "w1") -> pd.DataFrame:
+def persona_curve(results: pd.DataFrame | Iterable[pd.DataFrame], population: pd.DataFrame, codebook: Codebook,
+                  counts: list[int], *, draws: int = 20, seed: int = 0, metric: str = "w1") -> pd.DataFrame:
     """Rows (n_personas, draw, error, countries); a country with fewer respondents than N is left
-    out of that N."""
+    out of that N. ``results``: the result rows, or batches of them in their order (a run scanned
+    shard by shard: only each question's probability matrix is held, not the rows)."""
     if metric not in METRICS:
         raise ValueError(f"metric {metric!r} is not one of {list(METRICS)}")
     if not counts or any(not isinstance(n, int) or n < 1 for n in counts) or draws < 1:
         raise ValueError(f"counts must be positive integers and draws >= 1, got {counts}, {draws}")
     fn, ordinal_only = METRICS[metric]
     people = population.set_index(ID)
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}   # qid → (ids, countries, q) per batch
+    for batch in [results] if isinstance(results, pd.DataFrame) else results:
+        for qid, rows in batch.groupby("qid", sort=False):
+            item = codebook[qid]
+            if item.kind not in ("ordinal", "nominal") or (ordinal_only and item.kind != "ordinal") or qid not in people:
+                continue
+            q = simulated_matrix(rows["option_codes"], rows["probs"], item)
+            parts.setdefault(qid, []).append((rows[ID].to_numpy(), rows[COUNTRY].to_numpy(), q))
     blocks = []   # per (country, question): human p, personas' q [n, K], weights
-    for qid, rows in results.groupby("qid", sort=True):
+    for qid in sorted(parts):
         item = codebook[qid]
-        if item.kind not in ("ordinal", "nominal") or (ordinal_only and item.kind != "ordinal") or qid not in people:
-            continue
-        q = simulated_matrix(rows["option_codes"], rows["probs"], item)
+        ids, countries, q = (np.concatenate(x) for x in zip(*parts.pop(qid)))
         keep = q.sum(axis=1) > 0
-        rows, q = rows[keep], q[keep] / q[keep].sum(axis=1, keepdims=True)
-        for country, idx in rows.groupby(COUNTRY).indices.items():
-            ids = rows[ID].to_numpy()[idx]
-            w = people.loc[ids, WEIGHT].to_numpy(dtype=np.float64)
-            p = human_distribution(people.loc[ids, qid], w, item)
+        ids, countries, q = ids[keep], countries[keep], q[keep] / q[keep].sum(axis=1, keepdims=True)
+        for country, idx in pd.DataFrame({COUNTRY: countries}).groupby(COUNTRY).indices.items():
+            w = people.loc[ids[idx], WEIGHT].to_numpy(dtype=np.float64)
+            p = human_distribution(people.loc[ids[idx], qid], w, item)
             if p.sum() > 0 and w.sum() > 0:
                 blocks.append((country, p / p.sum(), q[idx], w))
     if not blocks:

@@ -43,7 +43,7 @@ from ..survey.sources.path_source import PathSource
 from .config import ConfigError, RunConfig, parse_config
 from .progress import log
 from ..runs.metadata import read_run_json, recording
-from ..runs.results import read_results
+from ..runs.results import read_results, results_batches
 from ..runs.rundir import EXPERIMENT_RUNS as RUNS_DIR, load_run_config, results_dir
 from ..fits.base import FitterError
 from ..mappings import from_mapping
@@ -278,7 +278,7 @@ def _persona_curve(experiment: Experiment, runs: dict[str, RunConfig], out: Path
         cfg = runs[name]
         if cfg.answer != "logprob":
             continue
-        rows = read_results(results_dir(out / RUNS_DIR / name), columns=CURVE_COLUMNS)
+        rows = results_batches(results_dir(out / RUNS_DIR / name), columns=CURVE_COLUMNS)   # never all held
         curves.append(persona_curve(rows, population, codebook,
                                     list(spec.counts), draws=spec.draws, seed=cfg.sampling.seed,
                                     metric=spec.metric).assign(method=name))

@@ -6,6 +6,7 @@ Pure pyarrow: the Ray pipeline, local jobs and the scorer all read and write it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -81,6 +82,13 @@ def results_dataset(results_dir: str | Path) -> pads.Dataset:
     if not files:
         raise ResultsError(f"{results_dir}: no result shards")
     return pads.dataset(files, format="parquet", schema=RESULT_SCHEMA)
+
+
+def results_batches(results_dir: str | Path, columns: list[str] | None = None,
+                    batch_rows: int = 1 << 18) -> Iterator[pd.DataFrame]:
+    """A run's rows a batch at a time, in the order ``read_results`` gives them."""
+    for batch in results_dataset(results_dir).to_batches(columns=columns, batch_size=batch_rows):
+        yield batch.to_pandas()
 
 
 def read_results(results_dir: str | Path, columns: list[str] | None = None,
