@@ -90,8 +90,12 @@ def test_every_method_runs_through_the_pipeline(ray_local, tmp_path, population,
 def test_an_experiment_resumes_and_redoes_nothing(ray_local, tmp_path):
     doc = experiment_doc({"synthetic": {"n": 200, "seed": 4}}, "logprob", 3, 2)
     doc["methods"] = {"m": ["uniform", "pe"]}
+    doc["persona_curve"] = {"counts": [1], "draws": 3, "metric": "w1"}
     lines = []
     run_experiment(parse_experiment(doc), tmp_path, emit=lines.append)
+    curve = pd.read_csv(tmp_path / "persona_curve.csv")   # read from the runs batch by batch
+    assert set(curve["method"]) == {"uniform", "pe"} and len(curve) == 2 * 3 and (curve["error"] > 0).all()
+    assert (tmp_path / "persona_curve.png").stat().st_size > 0
     before = {m: sorted(p.name for p in (tmp_path / "runs" / m / "results").glob("*.parquet")) for m in ("uniform", "pe")}
     lines.clear()
     run_experiment(parse_experiment(doc), tmp_path, emit=lines.append)

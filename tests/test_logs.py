@@ -91,6 +91,7 @@ def test_progress_bars_draw_on_the_terminal_while_stderr_is_the_log(tmp_path, st
     """A Ray session sends file descriptor 2 to the log; the bar still finds the terminal."""
     import fcntl
     import pty
+    import select
     import struct
     import termios
 
@@ -110,8 +111,14 @@ def test_progress_bars_draw_on_the_terminal_while_stderr_is_the_log(tmp_path, st
         os.dup2(saved, 2)
         os.close(saved)
         os.close(tty)
-    drawn = os.read(screen, 65536).decode(errors="replace")
+    drawn = b""
+    while select.select([screen], [], [], 0.5)[0]:   # (a pty hands its output over in pieces)
+        try:
+            drawn += os.read(screen, 65536)
+        except OSError:   # EIO: all read, and the terminal's side is closed
+            break
     os.close(screen)
+    drawn = drawn.decode(errors="replace")
     assert progress._bar is not None and "5/5" in drawn and "ray's noise" not in drawn
     assert logs.log_path().read_text() == "ray's noise\n"
 
