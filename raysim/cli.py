@@ -11,6 +11,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from .logs import print_log_line   # (stdlib only: --help stays instant)
+
 
 def _codebook_show(a: argparse.Namespace) -> int:
     from .survey.codebook import load_codebook
@@ -114,13 +116,6 @@ def _demo(a: argparse.Namespace) -> int:
     return 0
 
 
-def _print_log_line() -> None:
-    from .logs import log_line
-
-    if line := log_line():
-        print(line)
-
-
 def _simulate(a: argparse.Namespace) -> int:
     from .pipeline.config import load_config
     from .pipeline.session import ray_session
@@ -129,7 +124,7 @@ def _simulate(a: argparse.Namespace) -> int:
     config = load_config(a.config)   # bad configs fail before Ray starts
     with ray_session(lazy=True):   # Ray starts once the input is checked
         run(config, a.out, limit=a.limit)
-    _print_log_line()
+    print_log_line()
     print(f"score it: raysim score {a.out}")
     return 0
 
@@ -285,7 +280,7 @@ def _experiment(a: argparse.Namespace) -> int:
                                  model=a.model, answer=a.answer)
     tables = run_experiment(experiment, a.out, command=shlex.join(["raysim", *a.argv]))
     print(tables.read_text())
-    _print_log_line()
+    print_log_line()
     return 0
 
 
@@ -296,7 +291,7 @@ def _fit(a: argparse.Namespace) -> int:
     config = load_fit_config(a.config)   # a bad config fails before Ray starts
     with ray_session(lazy=True):
         done = fit(config, a.out)
-    _print_log_line()
+    print_log_line()
     print(f"use it: fit: {done.path.parent} in a run config (with method: mixture for a mixture, "
           "postprocess: [...] for a calibrator)")
     return 0

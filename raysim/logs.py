@@ -73,19 +73,19 @@ def _point_stderr_at(path: Path) -> None:
 
 
 @contextmanager
-def log_home(directory: Path) -> Iterator[bool]:
-    """The block whose directory receives the log; yields whether this block is it (the
-    outermost one: an experiment's runs leave theirs to the experiment). A log that an earlier
-    block's directory received is not continued: this block starts a fresh one."""
+def log_home(directory: Path) -> Iterator[None]:
+    """The block whose directory receives the log: the outermost one (an experiment's runs leave
+    theirs to the experiment). A log that an earlier block's directory received is not
+    continued: this block starts a fresh one."""
     if _log.home is not None:
-        yield False
+        yield
         return
     if _log.path is not None and _log.path.parent != log_dir():
         _log.path, _log.used = None, bool(_log.redirects)
         _point_stderr_at(log_path())
     _log.home = Path(directory)
     try:
-        yield True
+        yield
     finally:
         _log.home = None
         path = log_path()
@@ -142,7 +142,7 @@ def note_log_used() -> Path:
     return log_path()
 
 
-def log_line() -> str | None:
-    """A line for the end of a command that wrote a directory: where its log went."""
-    path = log_in_use()
-    return f"Ray's and the libraries' logs: {path}" if path is not None else None
+def print_log_line() -> None:
+    """The line at the end of a command that wrote a directory: where its log went."""
+    if (path := log_in_use()) is not None:
+        print(f"Ray's and the libraries' logs: {path}")

@@ -25,7 +25,7 @@ def say(text: str) -> None:
     os.write(2, text.encode())   # as a native library or a child process writes: file descriptor 2
 
 
-def test_the_log_moves_into_the_directory_and_run_json_names_it(tmp_path, staging):
+def test_the_log_moves_into_the_directory_and_run_json_names_it(tmp_path, staging, capsys):
     run_dir = tmp_path / "run"
     with logs.stderr_to_log():
         say("before the run\n")
@@ -38,7 +38,8 @@ def test_the_log_moves_into_the_directory_and_run_json_names_it(tmp_path, stagin
     assert kept[0].read_text() == "before the run\nduring the run\nafter the run, session still open\n"
     assert read_run_json(run_dir)["log"] == str(kept[0])
     assert not list(staging.glob("*.log"))   # moved, not copied
-    assert logs.log_line() == f"Ray's and the libraries' logs: {kept[0]}"
+    logs.print_log_line()
+    assert capsys.readouterr().out == f"Ray's and the libraries' logs: {kept[0]}\n"
 
 
 def test_an_experiments_runs_name_the_experiments_log(tmp_path, staging):
@@ -78,13 +79,14 @@ def test_each_directory_of_one_session_gets_its_own_log(tmp_path, staging):
     assert b.read_text() == "b's noise\nthe session's end\n"
 
 
-def test_verbose_leaves_the_terminal_alone(tmp_path, staging, monkeypatch):
+def test_verbose_leaves_the_terminal_alone(tmp_path, staging, monkeypatch, capsys):
     monkeypatch.setenv("RAYSIM_VERBOSE", "1")
     run_dir = tmp_path / "run"
     with logs.stderr_to_log(), recording(run_dir, "run"):
         run_dir.mkdir()
     assert not (run_dir / logs.LOGS_DIR).exists() and "log" not in read_run_json(run_dir)
-    assert logs.log_line() is None
+    logs.print_log_line()
+    assert capsys.readouterr().out == ""
 
 
 def test_progress_bars_draw_on_the_terminal_while_stderr_is_the_log(tmp_path, staging):

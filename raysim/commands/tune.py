@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..tune.config import load_tune
     from ..tune.data import prepare
 
-    from ..logs import log_line
+    from ..logs import print_log_line
     from ..runs.metadata import recording
 
     prepared = prepare(load_tune(args.config), args.out)   # bad input fails here (raysim.cli reports it)
@@ -42,6 +42,5 @@ def main(argv: list[str] | None = None) -> int:
             # what the trials answered (a resumed search counts its earlier trials too)
             facts.update(trials=trials, rows=trials * len(prepared.validation) * len(prepared.qids))
     print(outcome.summary.read_text())
-    if line := log_line():
-        print(line)
+    print_log_line()
     return 0
